@@ -1,0 +1,54 @@
+"""Datasets and loaders from a config, for training and for sharded evaluation."""
+import os
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from mvn.datasets.human36m import Human36MSingleViewDataset
+from mvn.datasets.synthetic import generate_processed
+from mvn.utils import dist
+
+
+def ensure_synthetic_data(cfg, log=print):
+    """For a synthetic config, generate the dataset on first use (rank 0; the others wait).
+    The label files are written last, so their presence means the data are complete."""
+    spec = cfg.dataset.synthetic
+    if not spec:
+        return
+    paths = (cfg.dataset.train_labels_path, cfg.dataset.val_labels_path)
+    if dist.is_main_process() and not all(os.path.isfile(p) for p in paths):
+        log('generating the synthetic dataset under %s (once)' % cfg.dataset.root)
+        generate_processed(cfg.dataset.root, *paths, **{k: (tuple(v) if isinstance(v, list) else v)
+                                                        for k, v in spec.items()})
+    dist.barrier()
+
+
+def labels_path(cfg, split):
+    return cfg.dataset.train_labels_path if split == 'train' else cfg.dataset.val_labels_path
+
+
+def build_dataset(cfg, split, shard=False):
+    """The dataset of ``split`` ('train' or 'val'); with ``shard`` only this rank's contiguous part."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if shard and dist.is_distributed() else (None, None)
+    return Human36MSingleViewDataset(root=cfg.dataset.root, labels_path=labels_path(cfg, split),
+                                     image_shape=cfg.model.image_shape, train=split == 'train',
+                                     test=split != 'train', rank=rank, world_size=world,
+                                     progress=dist.is_main_process())
+
+
+def build_train_loader(cfg, dataset, seed, pin_memory):
+    """Shuffled training batches; DistributedSampler under torch.distributed (call
+    ``loader.sampler.set_epoch``), otherwise a generator the caller reseeds every epoch."""
+    if dist.is_distributed():
+        sampler = DistributedSampler(dataset, shuffle=cfg.train.shuffle, seed=seed)
+        return DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler,
+                          num_workers=cfg.train.num_workers, pin_memory=pin_memory)
+    return DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=cfg.train.shuffle,
+                      generator=torch.Generator().manual_seed(seed), num_workers=cfg.train.num_workers,
+                      pin_memory=pin_memory)
+
+
+def build_eval_loader(cfg, dataset, pin_memory):
+    """Batches of a (sharded) dataset in file order."""
+    return DataLoader(dataset, batch_size=cfg.val.batch_size, shuffle=False, num_workers=cfg.val.num_workers,
+                      pin_memory=pin_memory)

@@ -1,0 +1,203 @@
+"""A columnar, memory-mapped cache of a label pickle.
+
+The official label files are pickled lists of one dict per frame (1.5 M for training). Loading
+them costs minutes and gigabytes in every process. Here a pickle is converted once into one
+``.npy`` file per field that training and evaluation use, in ``<labels>.cache/`` beside it; later
+runs memory-map those files, so every rank and loader worker shares one copy in the page cache.
+
+The cache is rebuilt when the pickle changes (size, mtime or a content fingerprint) or when any
+cache file is damaged. It is written into a temporary folder and renamed into place, under a
+file lock, so an interrupted conversion never leaves a cache that would be used.
+"""
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+from tqdm import tqdm
+
+CACHE_VERSION = 1
+# name -> per-frame shape; dtypes are the pickle's own (ints are checked to fit int32).
+FIELDS = {
+    'subject': (), 'action': (), 'subaction': (), 'camera_id': (), 'image_id': (),
+    'joints_3d': (17, 3), 'joints_2d_cpn': (17, 2), 'joints_2d_cpn_crop': (17, 2),
+    'center': (2,), 'scale': (2,),
+}
+INTEGER_FIELDS = ('subject', 'action', 'subaction', 'camera_id', 'image_id')
+
+
+class LabelError(ValueError):
+    """A label file that cannot be used; the message names the file (and entry and key)."""
+
+
+def _fingerprint(path):
+    """Size, mtime and a hash of the first and last MiB: cheap, and catches a replaced file."""
+    stat = os.stat(path)
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        digest.update(f.read(1 << 20))
+        if stat.st_size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            digest.update(f.read(1 << 20))
+    return {'size': stat.st_size, 'mtime_ns': stat.st_mtime_ns, 'sha1_ends': digest.hexdigest()}
+
+
+def read_label_pickle(path):
+    if not os.path.isfile(path):
+        raise LabelError('label file not found: %s' % path)
+    try:
+        with open(path, 'rb') as f:
+            labels = pickle.load(f)
+    except Exception as e:
+        raise LabelError('cannot read label file %s: %s' % (path, e)) from None
+    if not isinstance(labels, (list, tuple)):
+        raise LabelError('label file %s holds a %s, expected a list of per-frame dicts'
+                         % (path, type(labels).__name__))
+    if not labels:
+        raise LabelError('label file %s is empty' % path)
+    return labels
+
+
+def columns_from_labels(labels, source, progress=False):
+    """The FIELDS of a list of label dicts as arrays {name: (N, *shape)}, values bit for bit."""
+    n = len(labels)
+    columns = {}
+    for i, entry in enumerate(tqdm(labels, desc='indexing %s' % os.path.basename(source),
+                                   disable=not progress, mininterval=2.0)):
+        if not isinstance(entry, dict):
+            raise LabelError('%s: entry %d is a %s, expected a dict' % (source, i, type(entry).__name__))
+        for name, shape in FIELDS.items():
+            try:
+                value = np.asarray(entry[name])
+            except KeyError:
+                raise LabelError("%s: entry %d has no key '%s'" % (source, i, name)) from None
+            if value.shape != shape:
+                raise LabelError("%s: entry %d key '%s' has shape %s, expected %s"
+                                 % (source, i, name, value.shape, shape))
+            column = columns.get(name)
+            if column is None or np.result_type(column.dtype, value.dtype) != column.dtype:
+                dtype = value.dtype if column is None else np.result_type(column.dtype, value.dtype)
+                if name in INTEGER_FIELDS:
+                    dtype = np.dtype(np.int32)
+                grown = np.zeros((n,) + shape, dtype=dtype)
+                if column is not None:
+                    grown[:i] = column[:i]
+                columns[name] = column = grown
+            column[i] = value
+    return columns
+
+
+class LabelTable:
+    """Read-only columns of a label file: ``table['joints_3d']`` is an (N, 17, 3) array.
+
+    Arrays are memory-mapped from the cache; pickling a table (to a spawned loader worker) sends
+    only the paths, and the worker maps the same files again.
+    """
+
+    def __init__(self, labels_path, cache_dir, columns=None):
+        self.labels_path = labels_path
+        self.cache_dir = cache_dir
+        self._columns = columns
+
+    @property
+    def columns(self):
+        if self._columns is None:
+            self._columns = {name: np.load(os.path.join(self.cache_dir, name + '.npy'), mmap_mode='r')
+                             for name in FIELDS}
+        return self._columns
+
+    def __getitem__(self, name):
+        return self.columns[name]
+
+    def __len__(self):
+        return len(self.columns['subject'])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.cache_dir is not None:
+            state['_columns'] = None
+        return state
+
+
+def _cache_is_valid(cache_dir, fingerprint):
+    try:
+        with open(os.path.join(cache_dir, 'manifest.json')) as f:
+            manifest = json.load(f)
+        if manifest.get('version') != CACHE_VERSION or manifest.get('source') != fingerprint:
+            return False
+        for name in FIELDS:
+            spec = manifest['fields'][name]
+            array = np.load(os.path.join(cache_dir, name + '.npy'), mmap_mode='r')
+            if list(array.shape) != spec['shape'] or str(array.dtype) != spec['dtype']:
+                return False
+        return True
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return False
+
+
+def _write_cache(cache_dir, columns, fingerprint):
+    parent = os.path.dirname(os.path.abspath(cache_dir))
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(cache_dir) + '.tmp-', dir=parent)
+    try:
+        for name, array in columns.items():
+            with open(os.path.join(tmp, name + '.npy'), 'wb') as f:
+                np.save(f, array)
+                f.flush()
+                os.fsync(f.fileno())
+        manifest = {'version': CACHE_VERSION, 'source': fingerprint,
+                    'fields': {n: {'dtype': str(a.dtype), 'shape': list(a.shape)} for n, a in columns.items()}}
+        with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(cache_dir):
+            stale = tempfile.mkdtemp(prefix=os.path.basename(cache_dir) + '.stale-', dir=parent)
+            os.replace(cache_dir, os.path.join(stale, 'cache'))
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, cache_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(lock_path):
+    with open(lock_path, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def cache_dir_for(labels_path):
+    return labels_path + '.cache'
+
+
+def load_labels(labels_path, progress=True):
+    """A LabelTable for ``labels_path``, building or rebuilding its cache when needed.
+
+    Where the folder is not writable, the columns are built in memory instead (with a warning).
+    """
+    if not os.path.isfile(labels_path):
+        raise LabelError('label file not found: %s' % labels_path)
+    cache_dir = cache_dir_for(labels_path)
+    fingerprint = _fingerprint(labels_path)
+    if _cache_is_valid(cache_dir, fingerprint):
+        return LabelTable(labels_path, cache_dir)
+    if not os.access(os.path.dirname(os.path.abspath(labels_path)), os.W_OK):
+        warnings.warn('cannot write a label cache beside %s; reading the pickle into memory' % labels_path)
+        columns = columns_from_labels(read_label_pickle(labels_path), labels_path, progress)
+        return LabelTable(labels_path, None, columns)
+    with _locked(cache_dir + '.lock'):
+        # Another process may have built it while this one waited for the lock.
+        if not _cache_is_valid(cache_dir, fingerprint):
+            columns = columns_from_labels(read_label_pickle(labels_path), labels_path, progress)
+            _write_cache(cache_dir, columns, fingerprint)
+    return LabelTable(labels_path, cache_dir)

@@ -1,0 +1,74 @@
+"""CA_PF: a frozen 2D-pose backbone plus the context-aware PoseFormer head.
+
+Attribute names ``backbone`` and ``volume_net`` are the checkpoint keys of the released models.
+"""
+import torch
+from torch import nn
+
+from mvn.models.cpn import CPN
+from mvn.models.pose_dformer import PoseTransformer
+from mvn.models.pose_hrnet import PoseHighResolutionNet
+
+BACKBONES = {
+    'hrnet_32': lambda: PoseHighResolutionNet(width=32),
+    'hrnet_48': lambda: PoseHighResolutionNet(width=48),
+    'cpn': CPN,
+    # A few-MFLOP HRNet of the same shape, for the synthetic default and the tests (no weights).
+    'hrnet_tiny': lambda: PoseHighResolutionNet(width=8, stem_channels=16, stem_blocks=1,
+                                                stage_modules=(1, 1, 1), blocks_per_branch=1),
+}
+
+
+def build_backbone(name: str) -> nn.Module:
+    if name not in BACKBONES:
+        raise ValueError("unknown backbone '%s' (model.backbone.type); choose one of: %s"
+                         % (name, ', '.join(BACKBONES)))
+    return BACKBONES[name]()
+
+
+class CA_PF(nn.Module):
+    """Context-Aware PoseFormer.
+
+    ``forward(images, keypoints_2d, keypoints_2d_crop)``:
+        images: (B, H, W, 3) float, normalised for the backbone (H, W = 256, 192).
+        keypoints_2d: (B, J, 2) normalised screen coordinates (x/w*2-1, y/w*2-h/w).
+        keypoints_2d_crop: (B, J, 2) the same joints in crop pixels.
+    Returns (B, 1, J, 3): root-relative 3D joints in metres, camera frame. Inputs are not modified.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        model_cfg = config.model
+        self.backbone = build_backbone(model_cfg.backbone.type)
+        self.backbone_frozen = bool(model_cfg.backbone.fix_weights)
+        if self.backbone_frozen:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+        channels = list(self.backbone.feature_channels)
+        head_cfg = model_cfg.poseformer
+        if head_cfg.base_dim != channels[0]:
+            raise ValueError('model.poseformer.base_dim is %s but backbone %s gives %d channels'
+                             % (head_cfg.base_dim, model_cfg.backbone.type, channels[0]))
+        self.volume_net = PoseTransformer(
+            channels, num_joints=model_cfg.backbone.num_joints, embed_dim_ratio=head_cfg.embed_dim_ratio,
+            depth=head_cfg.depth, num_heads=head_cfg.num_heads, mlp_ratio=head_cfg.mlp_ratio,
+            drop_path_rate=head_cfg.drop_path_rate)
+
+        width, height = model_cfg.image_shape
+        # Crop pixels -> grid coordinates: x / (W//2) - 1, y / (H//2) - 1, as the released model.
+        self.register_buffer('crop_half_size', torch.tensor([width // 2, height // 2], dtype=torch.float32),
+                             persistent=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()      # BatchNorm statistics of the frozen detector never move
+        return self
+
+    def forward(self, images, keypoints_2d, keypoints_2d_crop):
+        ref = keypoints_2d_crop / self.crop_half_size - 1
+        images = images.permute(0, 3, 1, 2).contiguous()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+            feature_maps = self.backbone(images)
+        return self.volume_net(keypoints_2d, ref, feature_maps)

@@ -1,0 +1,95 @@
+"""Loading weight files: COCO detectors (HRNet, CPN) and CA-PF checkpoints.
+
+Everything goes through ``torch.load(weights_only=True)``: a weight file can never run code.
+Any problem is a ``WeightsError`` whose message names the file and the offending keys.
+"""
+import os
+from typing import Dict, Iterable
+
+import torch
+
+# What the COCO HRNet files hold beyond our backbone: the heatmap layer of the 2D detector.
+HRNET_LEFTOVER_KEYS = {'final_layer.weight', 'final_layer.bias'}
+DDP_PREFIX = 'module.'
+
+
+class WeightsError(RuntimeError):
+    """A weight file that is missing, unreadable or does not fit the model."""
+
+
+def read_weights(path, what='weights'):
+    """torch.load with weights_only=True on the CPU, with one-line errors."""
+    if not path:
+        raise WeightsError('no %s file given' % what)
+    if not os.path.isfile(path):
+        raise WeightsError('%s file not found: %s' % (what, path))
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:    # corrupt, truncated, or a pickle that asks to run code
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError('cannot read %s file %s: %s' % (what, path, first_line)) from None
+
+
+def strip_prefix(state_dict: Dict[str, torch.Tensor], prefix=DDP_PREFIX):
+    """Removes a leading DistributedDataParallel ``module.`` from every key that has one."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+
+
+def _names(keys: Iterable[str], limit=5):
+    keys = sorted(keys)
+    shown = ', '.join(keys[:limit])
+    return shown + (' ... (%d in all)' % len(keys) if len(keys) > limit else '')
+
+
+def check_state_dict(module: torch.nn.Module, state_dict, path, allowed_unexpected=(), allow_missing=False):
+    """Raise WeightsError unless ``state_dict`` fits ``module``: shapes first, then key sets."""
+    expected = module.state_dict()
+    mismatched = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
+                  if k in expected and hasattr(v, 'shape') and tuple(v.shape) != tuple(expected[k].shape)]
+    if mismatched:
+        detail = '; '.join('%s: file %s vs model %s' % m for m in mismatched[:3])
+        more = ' ... (%d in all)' % len(mismatched) if len(mismatched) > 3 else ''
+        raise WeightsError('shape mismatch loading %s: %s%s' % (path, detail, more))
+    unexpected = set(state_dict) - set(expected) - set(allowed_unexpected)
+    missing = set() if allow_missing else set(expected) - set(state_dict)
+    if unexpected:
+        raise WeightsError('%s holds keys the model does not have: %s' % (path, _names(unexpected)))
+    if missing:
+        raise WeightsError('%s lacks keys the model needs: %s' % (path, _names(missing)))
+
+
+def load_coco_backbone(backbone: torch.nn.Module, backbone_type: str, path: str):
+    """Loads COCO-pretrained detector weights into the backbone.
+
+    HRNet: a plain state dict; only ``final_layer.*`` may be left over, nothing may be missing.
+    CPN: ``{'state_dict': ...}`` with ``module.`` prefixes, loaded strictly.
+    """
+    data = read_weights(path, 'backbone weights')
+    if backbone_type == 'cpn':
+        if not isinstance(data, dict) or 'state_dict' not in data:
+            raise WeightsError("%s is not a CPN weight file: no 'state_dict' key" % path)
+        state_dict = strip_prefix(data['state_dict'])
+        allowed = ()
+    else:
+        state_dict = data.get('state_dict', data) if isinstance(data, dict) else data
+        if not isinstance(state_dict, dict):
+            raise WeightsError('%s does not hold a state dict' % path)
+        state_dict = strip_prefix(state_dict)
+        allowed = HRNET_LEFTOVER_KEYS
+    check_state_dict(backbone, state_dict, path, allowed_unexpected=allowed)
+    expected = backbone.state_dict().keys()
+    backbone.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=True)
+
+
+def load_model_checkpoint(model: torch.nn.Module, path: str):
+    """Loads a CA-PF checkpoint (``{'model': state_dict, ...}`` as written by the official code
+    and by this one, or a bare state dict), with or without ``module.``, strictly. Returns the
+    file's contents for callers that want more than the weights."""
+    data = read_weights(path, 'checkpoint')
+    state_dict = data.get('model', data) if isinstance(data, dict) else None
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise WeightsError("%s holds no model state dict (expected a 'model' entry)" % path)
+    state_dict = strip_prefix(state_dict)
+    check_state_dict(model, state_dict, path)
+    model.load_state_dict(state_dict, strict=True)
+    return data

@@ -1,0 +1,85 @@
+"""The run directory and what goes into it: log, resolved config, results, TensorBoard.
+
+``<logdir>/<name>@<timestamp>/`` holds ``config.yaml``, ``log.txt``, ``tb/``, ``checkpoints/`` and
+evaluation results. Only rank 0 writes; other ranks get a Monitor that only prints warnings.
+"""
+import datetime
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+from mvn.utils.io import atomic_open
+
+
+def new_run_dir(logdir, name):
+    """Creates ``<logdir>/<name>@<timestamp>`` (never reusing an existing folder)."""
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    base = os.path.join(logdir, '%s@%s' % (name, stamp))
+    path, n = base, 1
+    while True:
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            n += 1
+            path = '%s-%d' % (base, n)
+
+
+class Monitor:
+    def __init__(self, run_dir=None, main=True):
+        self.run_dir = run_dir if main else None
+        self.logger = logging.getLogger('capf.%d' % id(self))
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO if main else logging.WARNING)
+        stream = logging.StreamHandler(sys.stdout)
+        stream.setFormatter(logging.Formatter('%(message)s'))
+        self.logger.addHandler(stream)
+        self.writer = None
+        if self.run_dir:
+            os.makedirs(os.path.join(self.run_dir, 'checkpoints'), exist_ok=True)
+            handler = logging.FileHandler(os.path.join(self.run_dir, 'log.txt'))
+            handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+            self.logger.addHandler(handler)
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(self.run_dir, 'tb'))
+
+    def path(self, *parts):
+        return os.path.join(self.run_dir, *parts) if self.run_dir else None
+
+    def info(self, message):
+        self.logger.info(message)
+
+    def warning(self, message):
+        self.logger.warning('warning: %s' % message)
+
+    def save_text(self, name, text):
+        if self.run_dir:
+            with atomic_open(self.path(name), 'w') as f:
+                f.write(text)
+
+    def save_json(self, name, obj):
+        self.save_text(name, json.dumps(obj, indent=1, default=float) + '\n')
+
+    def scalars(self, values, step):
+        if self.writer:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def text(self, tag, text):
+        if self.writer:
+            self.writer.add_text(tag, text, 0)
+
+    def images(self, tag, images, step):
+        """images: list of (H, W, 3) uint8 RGB pictures, stacked vertically into one."""
+        if self.writer and images:
+            self.writer.add_image(tag, np.concatenate(images, axis=0), step, dataformats='HWC')
+
+    def close(self):
+        if self.writer:
+            self.writer.close()
+        for handler in list(self.logger.handlers):
+            handler.close()
+            self.logger.removeHandler(handler)
