@@ -214,15 +214,16 @@ def _coerce(path, default, value, source):
 def apply_backbone_preset(cfg, backbone, source='the backbone preset', explicit=None):
     """Set model.backbone.type and the values that belong to it (channels, weight file, and for
     CPN the batch size and learning rate), as the official code does for --backbone.
-    ``explicit``: flat {key: value} the user wrote; differing values that the preset replaces
-    are named in a warning."""
+    ``explicit``: flat {key: value} the user wrote; a custom value (neither a default nor
+    another preset's) that the preset replaces is named in a warning."""
     if backbone not in BACKBONE_PRESETS:
         raise ConfigError("unknown backbone '%s' (%s); choose one of: %s"
                           % (backbone, source, ', '.join(BACKBONE_PRESETS)))
     cfg.model.backbone.type = backbone
     replaced = []
     for path, value in BACKBONE_PRESETS[backbone].items():
-        if explicit and path in explicit and explicit[path] != value:
+        stock = [_get(DEFAULTS, path)] + [p[path] for p in BACKBONE_PRESETS.values() if path in p]
+        if explicit and path in explicit and explicit[path] != value and explicit[path] not in stock:
             replaced.append('%s=%r (was %r)' % (path, value, explicit[path]))
         _set(cfg, path, value)
     if replaced:

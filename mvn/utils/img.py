@@ -18,11 +18,12 @@ def _third_point(a, b):
 def crop_transform(center, scale, output_size=(192, 256), inverse=False):
     """2x3 float64 matrix mapping frame pixels to crop pixels (or back, with ``inverse``).
 
-    Computed from three float32 point pairs with cv2.getAffineTransform, exactly as the
-    labels' ``*_crop`` keypoints were made, so the two agree to the last bit.
+    The arithmetic keeps the dtypes of ``center`` and ``scale`` (float32 in labels made from
+    Human3.6M's float32 files) and ends in cv2.getAffineTransform on float32 point pairs, exactly
+    as the official code, so crops and the labels' ``*_crop`` keypoints agree to the last bit.
     """
-    center = np.asarray(center, dtype=np.float64)
-    src_width = float(np.asarray(scale, dtype=np.float64)[0]) * 200.0
+    center = np.array(center)
+    src_width = (np.array(scale) * 200.0)[0]
     dst_w, dst_h = output_size
     src = np.zeros((3, 2), dtype=np.float32)
     dst = np.zeros((3, 2), dtype=np.float32)
