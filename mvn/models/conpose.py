@@ -56,7 +56,8 @@ class CA_PF(nn.Module):
             drop_path_rate=head_cfg.drop_path_rate)
 
         width, height = model_cfg.image_shape
-        # Crop pixels -> grid coordinates: x / (W//2) - 1, y / (H//2) - 1, as the released model.
+        # Crop pixels -> grid coordinates: x / (W//2) - 1, y / (H//2) - 1, as the released model
+        # (so pixel 0 is -1 and pixel W is +1, the centres of the first and last map cells).
         self.register_buffer('crop_half_size', torch.tensor([width // 2, height // 2], dtype=torch.float32),
                              persistent=False)
 
@@ -66,8 +67,12 @@ class CA_PF(nn.Module):
             self.backbone.eval()      # BatchNorm statistics of the frozen detector never move
         return self
 
+    def crop_to_grid(self, keypoints_2d_crop):
+        """Crop pixels (B, J, 2) -> grid_sample coordinates in [-1, 1] (a new tensor)."""
+        return keypoints_2d_crop / self.crop_half_size - 1
+
     def forward(self, images, keypoints_2d, keypoints_2d_crop):
-        ref = keypoints_2d_crop / self.crop_half_size - 1
+        ref = self.crop_to_grid(keypoints_2d_crop)
         images = images.permute(0, 3, 1, 2).contiguous()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
             feature_maps = self.backbone(images)

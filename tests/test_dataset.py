@@ -1,0 +1,159 @@
+"""The label cache and Human36MSingleViewDataset, and their errors."""
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from mvn.datasets import label_cache
+from mvn.datasets.human36m import DataError, Human36MSingleViewDataset, shard_range
+from mvn.datasets.label_cache import FIELDS, LabelError, cache_dir_for, load_labels
+from mvn.utils.img import crop_image
+
+
+@pytest.fixture
+def labels_copy(tmp_path, processed_data):
+    """A private copy of the small validation labels (its cache is ours to break)."""
+    path = tmp_path / 'labels.pkl'
+    shutil.copy(processed_data['val'], path)
+    return str(path)
+
+
+def read_pickle(path):
+    with open(path, 'rb') as f:
+        return pickle.load(f)
+
+
+def test_cache_equals_the_pickle_bit_for_bit(labels_copy):
+    labels = read_pickle(labels_copy)
+    table = load_labels(labels_copy, progress=False)
+    assert os.path.isfile(os.path.join(cache_dir_for(labels_copy), 'manifest.json'))
+    assert len(table) == len(labels)
+    for name in FIELDS:
+        column = table[name]
+        expected = np.stack([np.asarray(entry[name]) for entry in labels])
+        assert isinstance(column, np.memmap) or isinstance(column.base, np.memmap)
+        assert np.array_equal(column, expected), name
+        if name not in label_cache.INTEGER_FIELDS:
+            assert column.dtype == expected.dtype, name
+
+
+def test_cache_is_rebuilt_when_the_pickle_changes(labels_copy):
+    load_labels(labels_copy, progress=False)
+    labels = read_pickle(labels_copy)
+    labels[0]['joints_3d'] = labels[0]['joints_3d'] + 1.0
+    with open(labels_copy, 'wb') as f:
+        pickle.dump(labels, f)
+    table = load_labels(labels_copy, progress=False)
+    assert np.array_equal(table['joints_3d'][0], labels[0]['joints_3d'])
+
+
+def test_cache_is_rebuilt_when_a_cache_file_is_truncated(labels_copy):
+    load_labels(labels_copy, progress=False)
+    victim = os.path.join(cache_dir_for(labels_copy), 'joints_2d_cpn_crop.npy')
+    with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    table = load_labels(labels_copy, progress=False)
+    expected = np.stack([e['joints_2d_cpn_crop'] for e in read_pickle(labels_copy)])
+    assert np.array_equal(table['joints_2d_cpn_crop'], expected)
+
+
+def test_an_interrupted_conversion_leaves_no_cache_behind(labels_copy, monkeypatch):
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(label_cache.np, 'save', fail)
+    with pytest.raises(KeyboardInterrupt):
+        load_labels(labels_copy, progress=False)
+    folder = os.path.dirname(labels_copy)
+    assert not os.path.exists(cache_dir_for(labels_copy))
+    assert not [n for n in os.listdir(folder) if '.tmp-' in n]
+    monkeypatch.undo()
+    assert len(load_labels(labels_copy, progress=False)) == len(read_pickle(labels_copy))
+
+
+def test_table_pickles_as_paths_for_spawned_workers(labels_copy):
+    table = load_labels(labels_copy, progress=False)
+    blob = pickle.dumps(table)
+    assert len(blob) < 2000
+    again = pickle.loads(blob)
+    assert np.array_equal(again['center'], table['center'])
+
+
+@pytest.mark.parametrize('content,message', [
+    ([], 'is empty'),
+    ({'not': 'a list'}, 'expected a list of per-frame dicts'),
+])
+def test_unusable_label_files(tmp_path, content, message):
+    path = tmp_path / 'bad.pkl'
+    path.write_bytes(pickle.dumps(content))
+    with pytest.raises(LabelError, match=message):
+        load_labels(str(path), progress=False)
+
+
+def test_label_missing_a_key_names_entry_and_key(labels_copy):
+    labels = read_pickle(labels_copy)
+    del labels[3]['joints_2d_cpn_crop']
+    with open(labels_copy, 'wb') as f:
+        pickle.dump(labels, f)
+    with pytest.raises(LabelError, match=r"labels.pkl: entry 3 has no key 'joints_2d_cpn_crop'"):
+        load_labels(labels_copy, progress=False)
+
+
+def test_missing_and_garbage_label_files(tmp_path):
+    with pytest.raises(LabelError, match='label file not found: .*nothing.pkl'):
+        load_labels(str(tmp_path / 'nothing.pkl'))
+    (tmp_path / 'garbage.pkl').write_bytes(b'\x00garbage')
+    with pytest.raises(LabelError, match='cannot read label file .*garbage.pkl'):
+        load_labels(str(tmp_path / 'garbage.pkl'), progress=False)
+
+
+def test_items_are_crops_and_label_values(processed_data):
+    dataset = Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'],
+                                        image_shape=[192, 256], train=False, test=True, progress=False)
+    labels = read_pickle(processed_data['val'])
+    assert len(dataset) == len(labels)
+    image, joints_3d, keypoints_2d, keypoints_crop = dataset[5]
+    entry = labels[5]
+    assert image.shape == (256, 192, 3) and image.dtype == np.uint8
+    assert joints_3d.shape == (1, 17, 3) and np.array_equal(joints_3d[0], entry['joints_3d'])
+    assert np.array_equal(keypoints_2d, entry['joints_2d_cpn'])
+    assert keypoints_crop.dtype == np.float32 and np.array_equal(keypoints_crop, entry['joints_2d_cpn_crop'])
+    import cv2
+    frame = cv2.imread(os.path.join(processed_data['root'], entry['image']))
+    assert np.array_equal(image, crop_image(frame, entry['center'], entry['scale']))
+    expected_trial = (entry['action'] - 2) * 2 + entry['subaction'] - 1
+    assert dataset.labels_action_idx[5] == expected_trial
+    assert dataset.labels_subject_idx[5] == 5                 # S9 is the sixth subject
+
+
+def test_shards_are_contiguous_and_cover_everything(processed_data):
+    assert shard_range(10, 0, 3) == (0, 3, [3, 3, 4])
+    assert shard_range(10, 2, 3) == (6, 10, [3, 3, 4])
+    whole = Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'], progress=False)
+    parts = [Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'], rank=r,
+                                       world_size=3, progress=False) for r in range(3)]
+    assert sum(len(p) for p in parts) == len(whole)
+    assert parts[2].dist_size == [len(whole) // 3] * 2 + [len(whole) - 2 * (len(whole) // 3)]
+    assert np.array_equal(parts[1][0][1], whole[len(whole) // 3][1])
+
+
+def test_missing_and_corrupt_images_name_the_file(tmp_path, processed_data):
+    root = tmp_path / 'images'
+    shutil.copytree(processed_data['root'], root)
+    dataset = Human36MSingleViewDataset(root=str(root), labels_path=processed_data['val'], progress=False)
+    missing = dataset.image_path(0)
+    os.remove(missing)
+    with pytest.raises(DataError, match='missing image: .*' + os.path.basename(missing)):
+        dataset[0]
+    corrupt = dataset.image_path(1)
+    with open(corrupt, 'wb') as f:
+        f.write(b'this is not a JPEG')
+    with pytest.raises(DataError, match='corrupt or unreadable image: .*' + os.path.basename(corrupt)):
+        dataset[1]
+    truncated = dataset.image_path(2)
+    data = open(truncated, 'rb').read()
+    with open(truncated, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(DataError, match='corrupt or unreadable image'):
+        dataset[2]

@@ -1,0 +1,166 @@
+"""train.py end to end on small synthetic data: one process, two processes (gloo), resume, errors."""
+import glob
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mvn.models.conpose import CA_PF
+from mvn.models.weights import load_model_checkpoint
+from mvn.utils.cfg import load_config
+from tests.helpers import write_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def train(*args, nproc=0, env=None, timeout=600):
+    """Runs train.py plainly (nproc=0) or under the launcher of the original README."""
+    launcher = [] if nproc == 0 else ['-m', 'torch.distributed.launch', '--nproc_per_node=%d' % nproc,
+                                      '--master_port=%s' % free_port()]
+    return subprocess.run([sys.executable, *launcher, 'train.py', *args], cwd=REPO, capture_output=True, text=True,
+                          env=env or ENV, timeout=timeout)
+
+
+def run_dirs(logdir):
+    return sorted(glob.glob(os.path.join(str(logdir), '*@*')))
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, processed_data):
+    """One plain two-epoch training run, shared by the checks below."""
+    base = tmp_path_factory.mktemp('train')
+    config = write_config(base / 'tiny.yaml', processed_data)
+    result = train('--config', config, '--logdir', str(base / 'logs'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(base / 'logs')
+    return {'config': config, 'base': base, 'run_dir': run_dir, 'stdout': result.stdout}
+
+
+def test_plain_run_writes_the_run_directory(trained):
+    run_dir = trained['run_dir']
+    assert os.path.basename(run_dir).startswith('tiny_hrnet_tiny@')
+    for name in ('config.yaml', 'log.txt', 'eval_epoch_001.json', 'eval_epoch_002.json',
+                 'checkpoints/best_epoch.bin', 'checkpoints/last.pth'):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    lines = re.findall(r'\[Epoch (\d)\] time: [\d.]+m \| lr: ([\d.]+) \| train-loss: [\d.]+ \| val-p1: [\d.]+ \| '
+                       r'val-p2: [\d.]+', trained['stdout'])
+    assert [(e, float(lr)) for e, lr in lines] == [('1', 0.001), ('2', 0.00099)]
+    # the saved config is the resolved one and loads back to the same values
+    assert load_config(os.path.join(run_dir, 'config.yaml')) == load_config(trained['config'])
+
+
+def test_tensorboard_holds_the_expected_tags(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(os.path.join(trained['run_dir'], 'tb'), size_guidance={'images': 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ('train/loss_iter', 'train/lr_iter', 'train/loss_epoch', 'val/p1', 'val/p2', 'val/mpjve',
+                'val_actions/p1_Directions', 'val_actions/p1_Discussion', 'time/epoch_s',
+                'time/train_samples_per_s'):
+        assert tag in tags['scalars'], tag
+    assert 'val/poses' in tags['images'] and 'config/text_summary' in tags['tensors']
+    assert [e.step for e in events.Scalars('val/p1')] == [1, 2]
+
+
+def test_best_checkpoint_is_official_and_loads_strictly(trained):
+    path = os.path.join(trained['run_dir'], 'checkpoints', 'best_epoch.bin')
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == {'epoch', 'lr', 'model', 'optimizer'}
+    assert all(k.startswith('module.') for k in saved['model'])
+    model = CA_PF(load_config(trained['config']))
+    load_model_checkpoint(model, path)
+
+
+def evaluate(config, checkpoint, logdir, nproc=0):
+    result = train('--config', config, '--eval', '--checkpoint', checkpoint, '--logdir', str(logdir), nproc=nproc)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(logdir)
+    with open(os.path.join(run_dir, 'eval_results.json')) as f:
+        return json.load(f), result.stdout
+
+
+def test_two_process_evaluation_equals_one_process(trained):
+    checkpoint = os.path.join(trained['run_dir'], 'checkpoints', 'best_epoch.bin')
+    single, stdout = evaluate(trained['config'], checkpoint, trained['base'] / 'eval1')
+    double, stdout2 = evaluate(trained['config'], checkpoint, trained['base'] / 'eval2', nproc=2)
+    # the printed table: one line per action with frames, then the averages
+    table = [line for line in stdout.splitlines() if re.fullmatch(r'\w+: p1=[\d.]+, p2=[\d.]+, e_vel=[\d.]+', line)]
+    assert [line.split(':')[0] for line in table] == ['Directions', 'Discussion']
+    avg = re.search(r'avg p1: ([\d.]+) p2: ([\d.]+) MPJVE: ([\d.]+)', stdout)
+    assert float(avg.group(1)) == round(single['average_mm']['p1'], 1)
+    assert 'gloo' in stdout2
+    for action, values in single['actions_m'].items():
+        for metric, value in values.items():
+            assert double['actions_m'][action][metric] == pytest.approx(value, rel=1e-6, abs=1e-9), (action, metric)
+
+
+def test_two_process_training_under_the_launcher(processed_data, tmp_path):
+    config = write_config(tmp_path / 'tiny.yaml', processed_data, **{'train.n_epochs': 1})
+    result = train('--config', config, '--logdir', str(tmp_path / 'logs'), nproc=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'world size 2' in result.stdout and result.stdout.count('[Epoch 1]') == 1   # rank 0 alone prints
+    (run_dir,) = run_dirs(tmp_path / 'logs')
+    assert os.path.isfile(os.path.join(run_dir, 'checkpoints', 'best_epoch.bin'))
+
+
+def test_resume_continues_exactly(processed_data, tmp_path):
+    config = write_config(tmp_path / 'tiny.yaml', processed_data)
+    straight = train('--config', config, '--logdir', str(tmp_path / 'straight'), '--epochs', '2')
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = train('--config', config, '--logdir', str(tmp_path / 'resumed'), '--epochs', '1')
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = train('--config', config, '--logdir', str(tmp_path / 'resumed'), '--epochs', '2', '--resume', 'auto')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'resumed from' in resumed.stdout and '[Epoch 1]' not in resumed.stdout and '[Epoch 2]' in resumed.stdout
+    assert len(run_dirs(tmp_path / 'resumed')) == 1                     # the same run directory continues
+
+    (a,) = glob.glob(str(tmp_path / 'straight' / '*' / 'checkpoints' / 'last.pth'))
+    (b,) = glob.glob(str(tmp_path / 'resumed' / '*' / 'checkpoints' / 'last.pth'))
+    a, b = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert (a['epoch'], a['lr'], a['best_p1']) == (b['epoch'], b['lr'], b['best_p1'])
+    assert b['epoch'] == 2 and b['lr'] == pytest.approx(0.001 * 0.99 ** 2)
+    for key, value in a['model'].items():
+        assert torch.equal(value, b['model'][key]), key
+
+
+def one_line_error(result):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1
+    return lines[-1]
+
+
+def test_bad_inputs_give_one_line_errors(trained, tmp_path):
+    corrupt = tmp_path / 'corrupt.bin'
+    corrupt.write_bytes(b'garbage')
+    line = one_line_error(train('--config', trained['config'], '--eval', '--checkpoint', str(corrupt),
+                                '--logdir', str(tmp_path)))
+    assert line.startswith('error: cannot read checkpoint file') and 'corrupt.bin' in line
+    line = one_line_error(train('--config', str(tmp_path / 'nope.yaml'), '--logdir', str(tmp_path)))
+    assert line == 'error: config file not found: %s' % (tmp_path / 'nope.yaml')
+    env = dict(ENV, WORLD_SIZE='2', RANK='0')
+    line = one_line_error(train('--config', trained['config'], '--logdir', str(tmp_path), env=env))
+    assert line.startswith('error: RANK, WORLD_SIZE set but MASTER_ADDR, MASTER_PORT missing')
+
+
+def test_a_missing_frame_in_a_loader_worker_names_the_file(processed_data, tmp_path):
+    import shutil
+    images = tmp_path / 'images'
+    shutil.copytree(processed_data['root'], images)
+    victim = sorted(glob.glob(str(images / 's_01_*' / '*.jpg')))[0]
+    os.remove(victim)
+    config = write_config(tmp_path / 'tiny.yaml', dict(processed_data, root=str(images)),
+                          **{'train.num_workers': 1, 'train.n_epochs': 1})
+    line = one_line_error(train('--config', config, '--logdir', str(tmp_path / 'logs')))
+    assert line == 'error: missing image: %s' % victim
