@@ -1,4 +1,5 @@
 """Human3.6M single-view dataset over the official label pickles (through the label cache)."""
+import ctypes
 import os
 
 import cv2
@@ -15,8 +16,30 @@ class DataError(ValueError):
     """An image or label that cannot be read; the message names the file."""
 
 
+_MALLOC_TUNED_IN = None
+
+
+def _keep_image_buffers():
+    """Decoding a 1000x1002 frame allocates and frees a ~3 MB buffer. With glibc's defaults such
+    buffers go back to the kernel on every free, so each frame pays ~750 fresh page faults (this
+    made item reads 2.3x slower). Keep up to 32 MiB of freed heap instead; once per process."""
+    global _MALLOC_TUNED_IN
+    if _MALLOC_TUNED_IN == os.getpid():
+        return
+    _MALLOC_TUNED_IN = os.getpid()
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):     # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 16 << 20)
+    mallopt(m_trim_threshold, 32 << 20)
+
+
 def read_image(path):
     """BGR uint8 (h, w, 3), EXIF orientation ignored, as the official loader reads frames."""
+    _keep_image_buffers()
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
