@@ -83,8 +83,10 @@ def build_model(cfg, args, device, monitor):
     if weights:
         load_model_checkpoint(model, weights)
         monitor.info('loaded CA-PF weights from %s' % weights)
-    if args.sync_bn:
+    if args.sync_bn and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif args.sync_bn:
+        monitor.warning('--sync_bn needs CUDA; ignored (a frozen backbone keeps its statistics anyway)')
     model.to(device)
     monitor.info('parameters: backbone %d, head %d' % (sum(p.numel() for p in model.backbone.parameters()),
                                                          sum(p.numel() for p in model.volume_net.parameters())))

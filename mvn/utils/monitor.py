@@ -1,7 +1,7 @@
 """The run directory and what goes into it: log, resolved config, results, TensorBoard.
 
 ``<logdir>/<name>@<timestamp>/`` holds ``config.yaml``, ``log.txt``, ``tb/``, ``checkpoints/`` and
-evaluation results. Only rank 0 writes; other ranks get a Monitor that only prints warnings.
+evaluation results. Only rank 0 writes and prints; other ranks get a Monitor that stays silent.
 """
 import datetime
 import json
@@ -33,7 +33,7 @@ class Monitor:
         self.run_dir = run_dir if main else None
         self.logger = logging.getLogger('capf.%d' % id(self))
         self.logger.propagate = False
-        self.logger.setLevel(logging.INFO if main else logging.WARNING)
+        self.logger.setLevel(logging.INFO if main else logging.ERROR)
         stream = logging.StreamHandler(sys.stdout)
         stream.setFormatter(logging.Formatter('%(message)s'))
         self.logger.addHandler(stream)
