@@ -1,4 +1,5 @@
 """H36M-Toolbox end to end on raw synthetic data: videos -> frames -> labels."""
+import ast
 import os
 import pickle
 import shutil
@@ -124,3 +125,37 @@ def test_help_and_unreadable_cdf(toolbox_run, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith('error: cannot read CDF file')
     assert 'Directions 1.54138969.cdf' in result.stderr
+
+
+def test_ffmpeg_backend_gets_the_official_arguments(raw_data, tmp_path):
+    # A stand-in ffmpeg (this machine has none) that records its arguments and decodes with OpenCV.
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    log = tmp_path / 'ffmpeg_args.txt'
+    fake = bin_dir / 'ffmpeg'
+    fake.write_text('#!%s\n' % sys.executable + '\n'.join([
+        'import sys, cv2',
+        'open(%r, "a").write(repr(sys.argv[1:]) + "\\n")' % str(log),
+        'video, pattern = sys.argv[sys.argv.index("-i") + 1], sys.argv[-1]',
+        'capture, i = cv2.VideoCapture(video), 0',
+        'while True:',
+        '    ok, frame = capture.read()',
+        '    if not ok: break',
+        '    i += 1',
+        '    cv2.imwrite(pattern % i, frame)',
+    ]) + '\n')
+    fake.chmod(0o755)
+    root = tmp_path / 'tb'
+    shutil.copytree(raw_data / 'extracted', root / 'extracted')
+    env = dict(os.environ, PATH=str(bin_dir) + os.pathsep + os.environ['PATH'])
+    result = subprocess.run([sys.executable, os.path.join(TOOLBOX, 'video_to_images.py'), '--root', str(root),
+                             '--subjects', '9'], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('8 sequences extracted')
+    calls = [ast.literal_eval(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 8
+    args = calls[0]
+    assert args[args.index('-qscale:v') + 1] == '3' and args[-1].endswith('_%06d.jpg')
+    assert os.path.basename(args[-1]).startswith('s_09_act_')
+    assert sorted(os.listdir(root / 'images' / 's_09_act_02_subact_01_ca_01')) == [
+        's_09_act_02_subact_01_ca_01_%06d.jpg' % i for i in range(1, 5)]

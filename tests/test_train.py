@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import pickle
 import re
 import socket
 import subprocess
@@ -91,19 +92,29 @@ def evaluate(config, checkpoint, logdir, nproc=0):
         return json.load(f), result.stdout
 
 
-def test_two_process_evaluation_equals_one_process(trained):
+def test_two_process_evaluation_equals_one_process(trained, processed_data):
+    # 23 frames: the two shards are unequal (11 and 12)
+    labels = trained['base'] / 'val23.pkl'
+    with open(processed_data['val'], 'rb') as f:
+        entries = pickle.load(f)
+    with open(labels, 'wb') as f:
+        pickle.dump(entries[:23], f)
+    config = write_config(trained['base'] / 'eval.yaml', dict(processed_data, val=str(labels)))
     checkpoint = os.path.join(trained['run_dir'], 'checkpoints', 'best_epoch.bin')
-    single, stdout = evaluate(trained['config'], checkpoint, trained['base'] / 'eval1')
-    double, stdout2 = evaluate(trained['config'], checkpoint, trained['base'] / 'eval2', nproc=2)
+    single, stdout = evaluate(config, checkpoint, trained['base'] / 'eval1')
+    double, stdout2 = evaluate(config, checkpoint, trained['base'] / 'eval2', nproc=2)
     # the printed table: one line per action with frames, then the averages
     table = [line for line in stdout.splitlines() if re.fullmatch(r'\w+: p1=[\d.]+, p2=[\d.]+, e_vel=[\d.]+', line)]
     assert [line.split(':')[0] for line in table] == ['Directions', 'Discussion']
     avg = re.search(r'avg p1: ([\d.]+) p2: ([\d.]+) MPJVE: ([\d.]+)', stdout)
     assert float(avg.group(1)) == round(single['average_mm']['p1'], 1)
     assert 'gloo' in stdout2
+    # Same frames, same order; only float32 rounding may differ (CPU kernels vary with batch size).
+    assert double['labels'] == single['labels']
     for action, values in single['actions_m'].items():
-        for metric, value in values.items():
-            assert double['actions_m'][action][metric] == pytest.approx(value, rel=1e-6, abs=1e-9), (action, metric)
+        assert double['actions_m'][action]['frame_count'] == values['frame_count']
+        for metric in ('MPJPE', 'P_MPJPE', 'MPJVE'):
+            assert double['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-6), (action, metric)
 
 
 def test_two_process_training_under_the_launcher(processed_data, tmp_path):
@@ -133,6 +144,22 @@ def test_resume_continues_exactly(processed_data, tmp_path):
     assert b['epoch'] == 2 and b['lr'] == pytest.approx(0.001 * 0.99 ** 2)
     for key, value in a['model'].items():
         assert torch.equal(value, b['model'][key]), key
+
+
+def test_one_failing_rank_ends_the_whole_job(processed_data, tmp_path):
+    import shutil
+    images = tmp_path / 'images'
+    shutil.copytree(processed_data['root'], images)
+    with open(processed_data['val'], 'rb') as f:
+        last = pickle.load(f)[-1]                                   # in rank 1's shard only
+    os.remove(images / last['image'])
+    config = write_config(tmp_path / 'tiny.yaml', dict(processed_data, root=str(images)))
+    checkpoint = tmp_path / 'model.bin'
+    torch.save({'model': CA_PF(load_config(config)).state_dict()}, checkpoint)
+    result = train('--config', config, '--eval', '--checkpoint', str(checkpoint), '--logdir', str(tmp_path / 'logs'),
+                   nproc=2, timeout=240)
+    assert result.returncode != 0
+    assert 'error: missing image: %s' % (images / last['image']) in result.stderr
 
 
 def one_line_error(result):
