@@ -100,6 +100,15 @@ def test_label_missing_a_key_names_entry_and_key(labels_copy):
         load_labels(labels_copy, progress=False)
 
 
+def test_label_with_a_wrong_shape_names_entry_and_key(labels_copy):
+    labels = read_pickle(labels_copy)
+    labels[2]['joints_3d'] = labels[2]['joints_3d'][:16]
+    with open(labels_copy, 'wb') as f:
+        pickle.dump(labels, f)
+    with pytest.raises(LabelError, match=r"entry 2 key 'joints_3d' has shape \(16, 3\), expected \(17, 3\)"):
+        load_labels(labels_copy, progress=False)
+
+
 def test_missing_and_garbage_label_files(tmp_path):
     with pytest.raises(LabelError, match='label file not found: .*nothing.pkl'):
         load_labels(str(tmp_path / 'nothing.pkl'))

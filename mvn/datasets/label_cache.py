@@ -20,7 +20,6 @@ import tempfile
 import warnings
 
 import numpy as np
-from tqdm import tqdm
 
 CACHE_VERSION = 1
 # name -> per-frame shape; dtypes are the pickle's own (ints are checked to fit int32).
@@ -64,32 +63,33 @@ def read_label_pickle(path):
     return labels
 
 
-def columns_from_labels(labels, source, progress=False):
-    """The FIELDS of a list of label dicts as arrays {name: (N, *shape)}, values bit for bit."""
-    n = len(labels)
-    columns = {}
-    for i, entry in enumerate(tqdm(labels, desc='indexing %s' % os.path.basename(source),
-                                   disable=not progress, mininterval=2.0)):
+def columns_from_labels(labels, source):
+    """The FIELDS of a list of label dicts as arrays {name: (N, *shape)}, values bit for bit
+    (a field whose entries differ in dtype gets their common type, which holds them exactly)."""
+    for i, entry in enumerate(labels):
         if not isinstance(entry, dict):
             raise LabelError('%s: entry %d is a %s, expected a dict' % (source, i, type(entry).__name__))
-        for name, shape in FIELDS.items():
-            try:
-                value = np.asarray(entry[name])
-            except KeyError:
-                raise LabelError("%s: entry %d has no key '%s'" % (source, i, name)) from None
-            if value.shape != shape:
-                raise LabelError("%s: entry %d key '%s' has shape %s, expected %s"
-                                 % (source, i, name, value.shape, shape))
-            column = columns.get(name)
-            if column is None or np.result_type(column.dtype, value.dtype) != column.dtype:
-                dtype = value.dtype if column is None else np.result_type(column.dtype, value.dtype)
-                if name in INTEGER_FIELDS:
-                    dtype = np.dtype(np.int32)
-                grown = np.zeros((n,) + shape, dtype=dtype)
-                if column is not None:
-                    grown[:i] = column[:i]
-                columns[name] = column = grown
-            column[i] = value
+    columns = {}
+    for name, shape in FIELDS.items():
+        try:
+            values = [entry[name] for entry in labels]
+        except KeyError:
+            i = next(i for i, entry in enumerate(labels) if name not in entry)
+            raise LabelError("%s: entry %d has no key '%s'" % (source, i, name)) from None
+        try:
+            column = np.array(values)
+        except ValueError:                      # ragged: some entry has another shape
+            column = None
+        if column is None or column.dtype == object or column.shape[1:] != shape:
+            i = next(i for i, v in enumerate(values) if np.shape(v) != shape)
+            raise LabelError("%s: entry %d key '%s' has shape %s, expected %s"
+                             % (source, i, name, np.shape(values[i]), shape))
+        if name in INTEGER_FIELDS:
+            as_int32 = column.astype(np.int32)
+            if not np.array_equal(as_int32, column):
+                raise LabelError("%s: key '%s' holds values that are not 32-bit integers" % (source, name))
+            column = as_int32
+        columns[name] = column
     return columns
 
 
@@ -193,11 +193,11 @@ def load_labels(labels_path, progress=True):
         return LabelTable(labels_path, cache_dir)
     if not os.access(os.path.dirname(os.path.abspath(labels_path)), os.W_OK):
         warnings.warn('cannot write a label cache beside %s; reading the pickle into memory' % labels_path)
-        columns = columns_from_labels(read_label_pickle(labels_path), labels_path, progress)
-        return LabelTable(labels_path, None, columns)
+        return LabelTable(labels_path, None, columns_from_labels(read_label_pickle(labels_path), labels_path))
     with _locked(cache_dir + '.lock'):
         # Another process may have built it while this one waited for the lock.
         if not _cache_is_valid(cache_dir, fingerprint):
-            columns = columns_from_labels(read_label_pickle(labels_path), labels_path, progress)
-            _write_cache(cache_dir, columns, fingerprint)
+            if progress:
+                print('converting %s into a label cache (once) ...' % labels_path, flush=True)
+            _write_cache(cache_dir, columns_from_labels(read_label_pickle(labels_path), labels_path), fingerprint)
     return LabelTable(labels_path, cache_dir)
