@@ -72,16 +72,18 @@ def build_model(cfg, args, device, monitor):
     torch.manual_seed(args.seed)            # the official initialisation for a given seed
     model = CA_PF(cfg)
     backbone_cfg = cfg.model.backbone
-    if backbone_cfg.init_weights:
-        load_coco_backbone(model.backbone, backbone_cfg.type, backbone_cfg.checkpoint)
-        monitor.info('loaded %s weights from %s' % (backbone_cfg.type, backbone_cfg.checkpoint))
-    elif backbone_cfg.checkpoint and not args.eval:
-        monitor.warning('model.backbone.init_weights is false: the %s backbone is randomly initialised'
-                        % backbone_cfg.type)
     weights = (args.checkpoint or 'checkpoint/best_epoch_%s.bin' % backbone_cfg.type) if args.eval \
         else cfg.model.checkpoint
+    # A CA-PF checkpoint holds the backbone too (it loads strictly), so the COCO file is not needed then.
+    if backbone_cfg.init_weights and not weights:
+        load_coco_backbone(model.backbone, backbone_cfg.type, backbone_cfg.checkpoint)
+        monitor.info('loaded %s weights from %s' % (backbone_cfg.type, backbone_cfg.checkpoint))
+    elif backbone_cfg.checkpoint and not weights:
+        monitor.warning('model.backbone.init_weights is false: the %s backbone is randomly initialised'
+                        % backbone_cfg.type)
     if weights:
-        load_model_checkpoint(model, weights)
+        load_model_checkpoint(model, weights, hint='place the released checkpoint there or pass --checkpoint'
+                              if args.eval and not args.checkpoint else '')
         monitor.info('loaded CA-PF weights from %s' % weights)
     if args.sync_bn and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

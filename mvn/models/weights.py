@@ -17,12 +17,13 @@ class WeightsError(RuntimeError):
     """A weight file that is missing, unreadable or does not fit the model."""
 
 
-def read_weights(path, what='weights'):
-    """torch.load with weights_only=True on the CPU, with one-line errors."""
+def read_weights(path, what='weights', hint=''):
+    """torch.load with weights_only=True on the CPU, with one-line errors (``hint`` is added
+    when the file does not exist)."""
     if not path:
         raise WeightsError('no %s file given' % what)
     if not os.path.isfile(path):
-        raise WeightsError('%s file not found: %s' % (what, path))
+        raise WeightsError('%s file not found: %s%s' % (what, path, ' (%s)' % hint if hint else ''))
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:    # corrupt, truncated, or a pickle that asks to run code
@@ -64,7 +65,7 @@ def load_coco_backbone(backbone: torch.nn.Module, backbone_type: str, path: str)
     HRNet: a plain state dict; only ``final_layer.*`` may be left over, nothing may be missing.
     CPN: ``{'state_dict': ...}`` with ``module.`` prefixes, loaded strictly.
     """
-    data = read_weights(path, 'backbone weights')
+    data = read_weights(path, 'backbone weights', hint='see data/pretrained/coco/README.md')
     if backbone_type == 'cpn':
         if not isinstance(data, dict) or 'state_dict' not in data:
             raise WeightsError("%s is not a CPN weight file: no 'state_dict' key" % path)
@@ -81,11 +82,11 @@ def load_coco_backbone(backbone: torch.nn.Module, backbone_type: str, path: str)
     backbone.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=True)
 
 
-def load_model_checkpoint(model: torch.nn.Module, path: str):
+def load_model_checkpoint(model: torch.nn.Module, path: str, hint=''):
     """Loads a CA-PF checkpoint (``{'model': state_dict, ...}`` as written by the official code
     and by this one, or a bare state dict), with or without ``module.``, strictly. Returns the
     file's contents for callers that want more than the weights."""
-    data = read_weights(path, 'checkpoint')
+    data = read_weights(path, 'checkpoint', hint)
     state_dict = data.get('model', data) if isinstance(data, dict) else None
     if not isinstance(state_dict, dict) or not state_dict:
         raise WeightsError("%s holds no model state dict (expected a 'model' entry)" % path)
