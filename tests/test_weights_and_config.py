@@ -194,3 +194,13 @@ def test_shipped_configs_load_without_warnings(relpath):
     if 'human36m' in relpath:
         assert (cfg.model.backbone.type, cfg.train.volume_net_lr, cfg.train.batch_size) == ('hrnet_32', 0.00064, 512)
         assert (cfg.train.volume_net_lr_decay, cfg.train.weight_decay, cfg.val.flip_test) == (0.99, 0.1, True)
+
+
+def test_synthetic_section_takes_exactly_the_generator_arguments(tmp_path):
+    import inspect
+    from mvn.datasets.synthetic import generate_processed
+    from mvn.utils.cfg import SYNTHETIC_KEYS
+    parameters = inspect.signature(generate_processed).parameters
+    assert set(SYNTHETIC_KEYS) == {name for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY} - {'progress'}
+    with pytest.raises(ConfigError, match="unknown config key 'dataset.synthetic.frame' in .*; choose from subjects"):
+        load_config(write(tmp_path, {'dataset': {'synthetic': {'frame': 3}}}))

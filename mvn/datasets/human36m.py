@@ -69,7 +69,8 @@ class Human36MSingleViewDataset(Dataset):
     ``dataset[i]`` = (crop uint8 (H, W, 3) BGR, joints_3d (1, 17, 3) metres, joints_2d_cpn (17, 2)
     normalised screen coordinates, joints_2d_cpn_crop (17, 2) crop pixels), dtypes as in the labels.
     With ``rank`` and ``world_size`` the dataset holds only that rank's contiguous shard;
-    ``action``/``subaction``/``subject_idx`` always describe the whole file, for the evaluation.
+    ``action``, ``subaction``, ``labels_action_idx`` and ``labels_subject_idx`` always describe the
+    whole file, for the evaluation.
     The remaining keywords of the official class are accepted and have no effect here.
     """
 

@@ -116,6 +116,8 @@ CHOICES = {
     'loss.criterion': ('MPJPE',),
     'train.amp': ('off', 'bf16', 'fp16'),
 }
+# Arguments of mvn.datasets.synthetic.generate_processed that dataset.synthetic may set.
+SYNTHETIC_KEYS = ('subjects', 'actions', 'subactions', 'cameras', 'frames', 'val_frames', 'seed', 'jpeg_quality')
 # The rate the official code effectively trained at when a file said 0.0064 (see _check_legacy_lr).
 LEGACY_LR = 0.0064
 
@@ -166,12 +168,11 @@ def _merge(cfg, tree, source, legacy, prefix=''):
             continue
         defaults_node = _get(DEFAULTS, prefix[:-1]) if prefix else DEFAULTS
         if key not in defaults_node:
-            candidates = _valid_paths() + [p for p in LEGACY_KEYS]
-            close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(path, _valid_paths(), n=1, cutoff=0.6)
             hint = " (did you mean '%s'?)" % close[0] if close else ''
             raise ConfigError("unknown config key '%s' in %s%s" % (path, source, hint))
         default = defaults_node[key]
-        if isinstance(default, dict) and default and path != 'dataset.synthetic':
+        if isinstance(default, dict) and default:
             if not isinstance(value, dict):
                 raise ConfigError("config key '%s' in %s must be a mapping, got %r" % (path, source, value))
             _merge(cfg, value, source, legacy, path + '.')
@@ -186,6 +187,10 @@ def _coerce(path, default, value, source):
             return {}
         if not isinstance(value, dict):
             raise ConfigError("config key '%s' in %s must be a mapping, got %r" % (path, source, value))
+        for key in value:
+            if key not in SYNTHETIC_KEYS:
+                raise ConfigError("unknown config key 'dataset.synthetic.%s' in %s; choose from %s"
+                                  % (key, source, ', '.join(SYNTHETIC_KEYS)))
         return copy.deepcopy(value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
