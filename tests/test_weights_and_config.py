@@ -184,16 +184,20 @@ def test_an_official_legacy_file_loads_with_one_warning_and_an_lr_note(tmp_path)
     assert cfg.train.volume_net_lr == 0.0064 and cfg.vis_n_elements == 10
 
 
-@pytest.mark.parametrize('relpath', ['experiments/human36m/human36m.yaml',
-                                     'experiments/human36m/train/human36m_vol_softmax_single.yaml',
-                                     'experiments/synthetic/synthetic.yaml'])
-def test_shipped_configs_load_without_warnings(relpath):
+@pytest.mark.parametrize('relpath,backbone,lr,batch', [
+    ('experiments/human36m/human36m.yaml', 'hrnet_32', 0.00064, 512),
+    ('experiments/human36m/train/human36m_vol_softmax_single.yaml', 'hrnet_32', 0.00064, 512),
+    ('experiments/human36m/human36m_hrnet_48.yaml', 'hrnet_48', 0.00064, 512),
+    ('experiments/human36m/human36m_cpn.yaml', 'cpn', 0.00032, 256),
+    ('experiments/synthetic/synthetic.yaml', 'hrnet_tiny', 0.001, 32)])
+def test_shipped_configs_load_without_warnings(relpath, backbone, lr, batch):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         cfg = load_config(os.path.join(REPO, relpath))
+    assert (cfg.model.backbone.type, cfg.train.volume_net_lr, cfg.train.batch_size) == (backbone, lr, batch)
     if 'human36m' in relpath:
-        assert (cfg.model.backbone.type, cfg.train.volume_net_lr, cfg.train.batch_size) == ('hrnet_32', 0.00064, 512)
         assert (cfg.train.volume_net_lr_decay, cfg.train.weight_decay, cfg.val.flip_test) == (0.99, 0.1, True)
+        assert (cfg.dataset.root, cfg.dataset.val_labels_path) == ('H36M-Toolbox/images/', 'data/h36m_validation.pkl')
 
 
 def test_synthetic_section_takes_exactly_the_generator_arguments(tmp_path):
