@@ -20,10 +20,6 @@ def autocast_context(amp, device):
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
-def unwrap(model):
-    return model.module if hasattr(model, 'module') else model
-
-
 def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0, base_lr=None, amp='off',
                     scaler=None, writer=None, global_step=0):
     """Trains the head for one pass over ``loader``.

@@ -59,7 +59,7 @@ def summarize(results):
     """Plain means over the actions, in millimetres: {'p1', 'p2', 'mpjve'}."""
     if not results:
         raise ValueError('no action has any frame to evaluate')
-    return {key: 1000.0 * float(np.mean([r[metric] for r in results.values()]))
+    return {key: float(np.mean([1000.0 * r[metric] for r in results.values()]))
             for key, metric in (('p1', 'MPJPE'), ('p2', 'P_MPJPE'), ('mpjve', 'MPJVE'))}
 
 

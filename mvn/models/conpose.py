@@ -8,6 +8,7 @@ from torch import nn
 from mvn.models.cpn import CPN
 from mvn.models.pose_dformer import PoseTransformer
 from mvn.models.pose_hrnet import PoseHighResolutionNet
+from mvn.utils.cfg import ConfigError
 
 BACKBONES = {
     'hrnet_32': lambda: PoseHighResolutionNet(width=32),
@@ -48,7 +49,7 @@ class CA_PF(nn.Module):
         channels = list(self.backbone.feature_channels)
         head_cfg = model_cfg.poseformer
         if head_cfg.base_dim != channels[0]:
-            raise ValueError('model.poseformer.base_dim is %s but backbone %s gives %d channels'
+            raise ConfigError('model.poseformer.base_dim is %s but backbone %s gives %d channels'
                              % (head_cfg.base_dim, model_cfg.backbone.type, channels[0]))
         self.volume_net = PoseTransformer(
             channels, num_joints=model_cfg.backbone.num_joints, embed_dim_ratio=head_cfg.embed_dim_ratio,

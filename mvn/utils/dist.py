@@ -4,7 +4,6 @@ Works under ``python -m torch.distributed.launch``, ``torchrun`` (single or mult
 ``python`` (one process, no group). NCCL on CUDA, gloo on the CPU.
 """
 import datetime
-import functools
 import os
 
 import torch
@@ -85,14 +84,6 @@ def get_world_size():
 
 def is_main_process():
     return get_rank() == 0
-
-
-def main_process_only(fn):
-    """Decorator: run ``fn`` on rank 0 only; other ranks get None."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return fn(*args, **kwargs) if is_main_process() else None
-    return wrapper
 
 
 def barrier():
