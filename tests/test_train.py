@@ -27,11 +27,12 @@ def free_port():
 
 
 def train(*args, nproc=0, env=None, timeout=600):
-    """Runs train.py plainly (nproc=0) or under the launcher of the original README."""
+    """Runs train.py plainly (nproc=0) or under the launcher of the original README, on the CPU
+    (also where a GPU is present, so that several ranks never share one)."""
     launcher = [] if nproc == 0 else ['-m', 'torch.distributed.launch', '--nproc_per_node=%d' % nproc,
                                       '--master_port=%s' % free_port()]
-    return subprocess.run([sys.executable, *launcher, 'train.py', *args], cwd=REPO, capture_output=True, text=True,
-                          env=env or ENV, timeout=timeout)
+    return subprocess.run([sys.executable, *launcher, 'train.py', *args, '--device', 'cpu'], cwd=REPO,
+                          capture_output=True, text=True, env=env or ENV, timeout=timeout)
 
 
 def run_dirs(logdir):
