@@ -24,7 +24,7 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
                     scaler=None, writer=None, global_step=0):
     """Trains the head for one pass over ``loader``.
 
-    Loss: MPJPE in metres over all joints. A batch whose loss is NaN is skipped (no step).
+    Loss: MPJPE in metres over all joints. A batch whose loss is NaN on any rank is skipped (no step).
     ``grad_clip`` > 0 clips the gradient norm at grad_clip / base_lr (the configured initial rate).
     Returns {'loss': sample-weighted mean loss over all ranks (metres), 'samples', 'skipped',
     'seconds', 'global_step'}.
@@ -42,7 +42,9 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
             pred = model(images, keypoints_2d, keypoints_crop)
         loss = mpjpe(pred.float(), joints_3d)
         optimizer.zero_grad(set_to_none=True)
-        if torch.isnan(loss):
+        # Decided together: a rank that skipped its backward alone would leave the others
+        # waiting in DistributedDataParallel's gradient all-reduce.
+        if dist.any_rank(torch.isnan(loss)):
             skipped += 1
             continue
         if scaler is not None:

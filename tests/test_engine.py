@@ -1,5 +1,6 @@
 """train_one_epoch and predict in-process: NaN steps, gradient clipping, mixed precision."""
 import math
+import time
 
 import pytest
 import torch
@@ -81,3 +82,40 @@ def test_amp_off_is_plain_fp32(setup):
         model.eval()
         images, _, keypoints_2d, keypoints_crop = preparer(next(iter(loader)))
         assert torch.equal(pred[:8], model(images, keypoints_2d, keypoints_crop))
+
+
+def _nan_on_rank_one(rank, port, config_path, processed_data, results):
+    import os
+    import torch.distributed as torch_dist
+    from torch.nn.parallel import DistributedDataParallel
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
+    torch_dist.init_process_group('gloo', rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = CA_PF(load_config(config_path))
+    if rank == 1:
+        real_forward = model.forward
+        model.forward = lambda *a: real_forward(*a) * float('nan')
+    dataset = Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['train'],
+                                        progress=False)
+    loader = DataLoader(dataset, batch_size=8, shuffle=False)
+    optimizer = torch.optim.AdamW(model.volume_net.parameters(), lr=1e-3)
+    stats = engine.train_one_epoch(DistributedDataParallel(model), optimizer, loader,
+                                   BatchPreparer('hrnet_tiny', 'cpu', train=True), 1)
+    results[rank] = stats['skipped']
+    torch_dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_skips_the_step_on_all_ranks(tmp_path, processed_data):
+    # Without agreeing, the rank that skipped would leave the other one waiting in DDP's all-reduce.
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = str(s.getsockname()[1])
+    config_path = write_config(tmp_path / 'tiny.yaml', processed_data)
+    results = mp.Manager().dict()
+    context = mp.spawn(_nan_on_rank_one, args=(port, config_path, processed_data, results), nprocs=2, join=False)
+    start = time.time()
+    while not context.join(timeout=5):
+        assert time.time() - start < 120, 'the ranks hung'
+    assert dict(results) == {0: 6, 1: 6}        # all 3 steps skipped on both ranks, summed over ranks

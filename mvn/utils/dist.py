@@ -99,6 +99,15 @@ def all_reduce_sum(values, device):
     return tensor.tolist()
 
 
+def any_rank(flag):
+    """True on every rank if the boolean tensor ``flag`` is true on any rank."""
+    if not is_distributed():
+        return bool(flag)
+    value = flag.detach().to(torch.int32).reshape(1)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def broadcast_object(obj, src=0):
     if not is_distributed():
         return obj
