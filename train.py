@@ -30,7 +30,7 @@ from mvn.datasets.build import (build_dataset, build_eval_loader, build_train_lo
 from mvn.datasets.batch import BatchPreparer
 from mvn.datasets.evaluation import format_table, summarize
 from mvn.models.conpose import CA_PF
-from mvn.models.weights import load_coco_backbone, load_model_checkpoint
+from mvn.models.weights import load_coco_backbone, load_model_checkpoint, strip_prefix
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
 from mvn.utils.cfg import config_to_yaml, load_config
@@ -166,7 +166,7 @@ def main(args):
     scaler = torch.amp.GradScaler(device.type) if cfg.train.amp == 'fp16' else None
     start_epoch, lr, best_p1 = 0, cfg.train.volume_net_lr, math.inf
     if resume is not None:
-        model.load_state_dict({k[len('module.'):]: v for k, v in resume['model'].items()})
+        model.load_state_dict(strip_prefix(resume['model']))
         optimizer.load_state_dict(resume['optimizer'])
         if scaler is not None and resume.get('scaler'):
             scaler.load_state_dict(resume['scaler'])

@@ -137,8 +137,7 @@ def main(argv=None):
         splits = {'train': [], 'validation': []}
         problems = []
         video_id = 0
-        sequences = [(s, a, sa, c) for s in args.subjects for a in meta.ACTIONS for sa in meta.SUBACTIONS
-                     for c in range(1, 5)]
+        sequences = meta.sequences(args.subjects)
         for s, a, sa, c in tqdm(sequences, desc='sequences'):
             labels = sequence_labels(args, cpn, s, a, sa, c, video_id, problems)
             if labels is None:

@@ -84,8 +84,7 @@ def main(argv=None):
 
     done = skipped = 0
     missing, failed = [], []
-    sequences = [(s, a, sa, c) for s in args.subjects for a in meta.ACTIONS for sa in meta.SUBACTIONS
-                 for c in range(1, 5)]
+    sequences = meta.sequences(args.subjects)
     for s, a, sa, c in tqdm(sequences, desc='videos (%s)' % backend):
         stem = meta.sequence_dirname(s, a, sa, c - 1)
         target = os.path.join(images, stem)

@@ -39,8 +39,7 @@ def make_labels(path, image_root, frames, items, seed=0):
     from mvn.datasets.synthetic_motion import render_frame
 
     rng = np.random.default_rng(seed)
-    sequences = [(s, a, sa, c) for s in meta.TEST_SUBJECTS for a in meta.ACTIONS for sa in meta.SUBACTIONS
-                 for c in range(1, 5)]
+    sequences = meta.sequences(meta.TEST_SUBJECTS)
     per_sequence = -(-frames // len(sequences))
     joints_cam, joints_2d, cpn = sequence_ground_truth(9, 2, 1, 1, 1)
     labels = []

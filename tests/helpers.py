@@ -1,4 +1,6 @@
 """Helpers shared by the tests."""
+import socket
+
 import yaml
 
 # A dataset small enough for seconds-long tests: 2 subjects (S1 train, S9 test), 2 actions.
@@ -26,3 +28,10 @@ def write_config(path, data_paths, **overrides):
     with open(path, 'w') as f:
         yaml.safe_dump(tree, f)
     return str(path)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])

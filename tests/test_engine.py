@@ -11,7 +11,7 @@ from mvn.datasets.batch import BatchPreparer
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.models.conpose import CA_PF
 from mvn.utils.cfg import load_config
-from tests.helpers import write_config
+from tests.helpers import free_port, write_config
 
 
 @pytest.fixture
@@ -107,11 +107,8 @@ def _nan_on_rank_one(rank, port, config_path, processed_data, results):
 
 def test_a_nan_on_one_rank_skips_the_step_on_all_ranks(tmp_path, processed_data):
     # Without agreeing, the rank that skipped would leave the other one waiting in DDP's all-reduce.
-    import socket
     import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = str(s.getsockname()[1])
+    port = free_port()
     config_path = write_config(tmp_path / 'tiny.yaml', processed_data)
     results = mp.Manager().dict()
     context = mp.spawn(_nan_on_rank_one, args=(port, config_path, processed_data, results), nprocs=2, join=False)

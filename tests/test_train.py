@@ -4,7 +4,6 @@ import json
 import os
 import pickle
 import re
-import socket
 import subprocess
 import sys
 
@@ -14,16 +13,10 @@ import torch
 from mvn.models.conpose import CA_PF
 from mvn.models.weights import load_model_checkpoint
 from mvn.utils.cfg import load_config
-from tests.helpers import write_config
+from tests.helpers import free_port, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return str(s.getsockname()[1])
 
 
 def train(*args, nproc=0, env=None, timeout=600):

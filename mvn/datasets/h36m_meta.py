@@ -40,6 +40,11 @@ def action_trial_index(action, subaction):
     return (action - 2) * 2 + (subaction - 1)
 
 
+def sequences(subjects=SUBJECTS, actions=ACTIONS, subactions=SUBACTIONS, cameras=(1, 2, 3, 4)):
+    """(subject, action, subaction, camera index 1..4) of every sequence, in the official order."""
+    return [(s, a, sa, c) for s in subjects for a in actions for sa in subactions for c in cameras]
+
+
 def sequence_dirname(subject, action, subaction, camera_id):
     """Image folder of a sequence; camera_id is 0-based (0..3) as in the label files."""
     return 's_%02d_act_%02d_subact_%02d_ca_%02d' % (subject, action, subaction, camera_id + 1)

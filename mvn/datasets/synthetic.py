@@ -46,10 +46,6 @@ def expand_to_32(joints_17):
     return joints_17[:, _FROM_17]
 
 
-def _sequences(subjects, actions, subactions, cameras):
-    return [(s, a, sa, c) for s in subjects for a in actions for sa in subactions for c in cameras]
-
-
 def _write_jpeg(path, image, quality):
     if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError('cannot write %s' % path)
@@ -71,7 +67,7 @@ def generate_processed(image_root, train_labels_path, val_labels_path, *, subjec
     val_frames = frames if val_frames is None else val_frames
     splits = {'train': [], 'validation': []}
     video_id = 0
-    for s, a, sa, c in tqdm(_sequences(subjects, actions, subactions, cameras), desc='synthetic frames',
+    for s, a, sa, c in tqdm(meta.sequences(subjects, actions, subactions, cameras), desc='synthetic frames',
                             disable=not progress):
         n = frames if s in meta.TRAIN_SUBJECTS else val_frames
         joints_cam, joints_2d, cpn = sequence_ground_truth(s, a, sa, c, n, seed)
@@ -126,7 +122,7 @@ def generate_raw(root, *, subjects=(1, 9), actions=(2, 3), subactions=(1, 2), ca
     """
     positions_2d = {}
     written = []
-    for s, a, sa, c in tqdm(_sequences(subjects, actions, subactions, cameras), desc='synthetic raw',
+    for s, a, sa, c in tqdm(meta.sequences(subjects, actions, subactions, cameras), desc='synthetic raw',
                             disable=not progress):
         base = meta.sequence_basename(s, a, sa, c)
         extra = cpn_extra_frames if c == 1 else 0
