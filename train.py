@@ -6,9 +6,12 @@ Single GPU (the original README's command; torchrun works the same way):
 Several GPUs on one machine (here 4):
     CUDA_VISIBLE_DEVICES=0,1,2,3 torchrun --nproc_per_node=4 --master_port=2345 train.py \
         --config experiments/human36m/human36m.yaml --backbone hrnet_32 --logdir ./logs
-Several machines (here 2 x 8 GPUs; run on every node with its own --node_rank):
-    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
-        --rdzv_id=capf train.py --config experiments/human36m/human36m.yaml --logdir ./logs
+Several machines (here 2 x 8 GPUs), on every node with its own --node_rank (HOST: node 0's address):
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST --master_port=29500 train.py \
+        --config experiments/human36m/human36m.yaml --logdir ./logs
+  or with elastic rendezvous, the same command on every node:
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --rdzv_id=capf \
+        train.py --config experiments/human36m/human36m.yaml --logdir ./logs
 CPU (gloo), one process or several:
     python train.py --config experiments/synthetic/synthetic.yaml --logdir ./logs
     torchrun --nproc_per_node=2 train.py --config experiments/synthetic/synthetic.yaml --device cpu
@@ -33,7 +36,7 @@ from mvn.models.conpose import CA_PF
 from mvn.models.weights import load_coco_backbone, load_model_checkpoint, strip_prefix
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
-from mvn.utils.cfg import config_to_yaml, load_config
+from mvn.utils.cfg import config_differences, config_to_yaml, load_config
 from mvn.utils.monitor import Monitor, new_run_dir
 from mvn.utils.vis import pose_comparison
 
@@ -95,6 +98,18 @@ def build_model(cfg, args, device, monitor):
     return model
 
 
+def save_resolved_config(cfg, resume, monitor):
+    """config.yaml of a new run. A resumed run keeps its config.yaml; a changed config is named
+    in a warning and saved beside it as config_resumed_epochNNN.yaml."""
+    if resume is None:
+        monitor.save_text('config.yaml', config_to_yaml(cfg))
+        return
+    changes = config_differences(resume['config'], cfg)
+    if changes:
+        monitor.warning('the config differs from the resumed run\'s: %s' % '; '.join(changes))
+        monitor.save_text('config_resumed_epoch%03d.yaml' % resume['epoch'], config_to_yaml(cfg))
+
+
 def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
     preparer = BatchPreparer(cfg.model.backbone.type, device, flip_test=cfg.val.flip_test,
                              crop_width=cfg.model.image_shape[0])
@@ -130,8 +145,12 @@ def main(args):
     backbone = cfg.model.backbone.type
     run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0], backbone)
 
-    resume_path = ckpt.find_latest_run(args.logdir, run_name) if args.resume == 'auto' else args.resume
-    resume = ckpt.load_resume_state(resume_path) if resume_path else None
+    resume_path = resume = None
+    if args.resume and main_process:
+        resume_path = ckpt.find_latest_run(args.logdir, run_name) if args.resume == 'auto' else args.resume
+        resume = ckpt.load_resume_state(resume_path) if resume_path else None
+    if args.resume:   # from rank 0: other nodes need not share its filesystem
+        resume_path, resume = dist.broadcast_object((resume_path, resume))
     if resume_path:
         run_dir = os.path.dirname(os.path.dirname(os.path.abspath(resume_path)))
     else:
@@ -142,7 +161,7 @@ def main(args):
     if args.resume == 'auto' and not resume_path:
         monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
     monitor.info('run directory: %s (world size %d, device %s)' % (run_dir, dist.get_world_size(), device))
-    monitor.save_text('config.yaml', config_to_yaml(cfg))
+    save_resolved_config(cfg, resume, monitor)
     monitor.text('config', '```\n%s```' % config_to_yaml(cfg))
 
     ensure_synthetic_data(cfg, log=monitor.info)
@@ -163,7 +182,7 @@ def main(args):
     head_parameters = [p for p in model.volume_net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{'params': head_parameters, 'lr': cfg.train.volume_net_lr}],
                                   weight_decay=cfg.train.weight_decay)
-    scaler = torch.amp.GradScaler(device.type) if cfg.train.amp == 'fp16' else None
+    scaler = engine.make_grad_scaler(cfg.train.amp, device)
     start_epoch, lr, best_p1 = 0, cfg.train.volume_net_lr, math.inf
     if resume is not None:
         model.load_state_dict(strip_prefix(resume['model']))

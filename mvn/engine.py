@@ -9,6 +9,7 @@ from tqdm import tqdm
 from mvn.datasets.batch import Prefetcher, merge_flip_test
 from mvn.models.loss import mpjpe
 from mvn.utils import dist
+from mvn.utils.cfg import ConfigError
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -18,6 +19,19 @@ def autocast_context(amp, device):
     if amp == 'off':
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def make_grad_scaler(amp, device):
+    """The loss scaler fp16 training needs, or None. torch < 2.3 has only the CUDA scaler and
+    no fp16 autocast on the CPU."""
+    if amp != 'fp16':
+        return None
+    if hasattr(torch.amp, 'GradScaler'):
+        return torch.amp.GradScaler(device.type)
+    if device.type != 'cuda':
+        raise ConfigError("train.amp 'fp16' on the CPU needs torch >= 2.3 (this is %s); use 'bf16'"
+                          % torch.__version__)
+    return torch.cuda.amp.GradScaler()
 
 
 def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0, base_lr=None, amp='off',

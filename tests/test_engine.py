@@ -10,7 +10,7 @@ from mvn import engine
 from mvn.datasets.batch import BatchPreparer
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.models.conpose import CA_PF
-from mvn.utils.cfg import load_config
+from mvn.utils.cfg import ConfigError, load_config
 from tests.helpers import free_port, write_config
 
 
@@ -66,12 +66,22 @@ def test_loss_is_sample_weighted_mpjpe_and_training_lowers_it(setup):
 @pytest.mark.parametrize('amp', ['bf16', 'fp16'])
 def test_mixed_precision_trains_and_predicts(setup, amp):
     model, loader, optimizer = setup
-    scaler = torch.amp.GradScaler('cpu') if amp == 'fp16' else None
+    if amp == 'fp16' and not hasattr(torch.amp, 'GradScaler'):
+        pytest.skip('fp16 autocast on the CPU needs torch >= 2.3')
+    scaler = engine.make_grad_scaler(amp, torch.device('cpu'))
+    assert (scaler is None) == (amp == 'bf16')
     stats = engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), 1,
                                    amp=amp, scaler=scaler)
     assert math.isfinite(stats['loss'])
     pred, target = engine.predict(model, loader, BatchPreparer('hrnet_tiny', 'cpu', flip_test=True), amp=amp)
     assert pred.dtype == torch.float32 and pred.shape == target.shape == (len(loader.dataset), 1, 17, 3)
+
+
+def test_fp16_on_the_cpu_under_old_torch_is_a_config_error(monkeypatch):
+    monkeypatch.delattr(torch.amp, 'GradScaler', raising=False)     # as in torch < 2.3
+    with pytest.raises(ConfigError, match=r"train.amp 'fp16' on the CPU needs torch >= 2.3 .*use 'bf16'"):
+        engine.make_grad_scaler('fp16', torch.device('cpu'))
+    assert engine.make_grad_scaler('off', torch.device('cpu')) is None
 
 
 def test_amp_off_is_plain_fp32(setup):

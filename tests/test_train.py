@@ -1,9 +1,11 @@
 """train.py end to end on small synthetic data: one process, two processes (gloo), resume, errors."""
+import contextlib
 import glob
 import json
 import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
 
@@ -111,13 +113,51 @@ def test_two_process_evaluation_equals_one_process(trained, processed_data):
             assert double['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-6), (action, metric)
 
 
-def test_two_process_training_under_the_launcher(processed_data, tmp_path):
+def two_nodes(*args, cwds, timeout=600):
+    """train.py under torchrun as two nodes of one process each (static rendezvous on this
+    machine, node i holds rank i), started together in the working folders ``cwds``."""
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=%d' % i,
+                               '--nproc_per_node=1', '--master_addr=127.0.0.1', '--master_port=%s' % port,
+                               os.path.join(REPO, 'train.py'), *args, '--device', 'cpu'], cwd=cwd, env=ENV,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+             for i, cwd in enumerate(cwds)]
+    try:
+        outputs = [node.communicate(timeout=timeout) for node in nodes]
+    finally:                        # a hung node must not outlive the test, nor its workers
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+    return [subprocess.CompletedProcess(node.args, node.returncode, *output) for node, output in zip(nodes, outputs)]
+
+
+def test_two_process_training_then_resumed_on_two_nodes(processed_data, tmp_path):
     config = write_config(tmp_path / 'tiny.yaml', processed_data, **{'train.n_epochs': 1})
     result = train('--config', config, '--logdir', str(tmp_path / 'logs'), nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'world size 2' in result.stdout and result.stdout.count('[Epoch 1]') == 1   # rank 0 alone prints
     (run_dir,) = run_dirs(tmp_path / 'logs')
     assert os.path.isfile(os.path.join(run_dir, 'checkpoints', 'best_epoch.bin'))
+    with open(os.path.join(run_dir, 'config.yaml')) as f:
+        original_config = f.read()
+
+    # The same run continued for a second epoch by torchrun on two "nodes" that share no files:
+    # the relative --logdir exists only where the first node runs, so rank 0 must hand the state on.
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    nodes = two_nodes('--config', config, '--logdir', 'logs', '--resume', 'auto', '--epochs', '2',
+                      cwds=[tmp_path, elsewhere])
+    assert [n.returncode for n in nodes] == [0, 0], [n.stderr[-3000:] for n in nodes]
+    printed = nodes[0].stdout + nodes[1].stdout
+    assert printed.count('resumed from') == 1 and printed.count('[Epoch 2]') == 1 and '[Epoch 1]' not in printed
+    assert 'world size 2' in nodes[0].stdout and nodes[1].stdout == ''
+    assert "warning: the config differs from the resumed run's: train.n_epochs: 1 -> 2" in printed
+    assert run_dirs(tmp_path / 'logs') == [run_dir] and os.listdir(elsewhere) == []
+    with open(os.path.join(run_dir, 'config.yaml')) as f:
+        assert f.read() == original_config                          # what the first run wrote stays
+    assert load_config(os.path.join(run_dir, 'config_resumed_epoch001.yaml')).train.n_epochs == 2
+    last = torch.load(os.path.join(run_dir, 'checkpoints', 'last.pth'), weights_only=True)
+    assert last['epoch'] == 2 and last['lr'] == pytest.approx(0.001 * 0.99 ** 2)
 
 
 def test_resume_continues_exactly(processed_data, tmp_path):

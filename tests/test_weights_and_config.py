@@ -10,7 +10,7 @@ import yaml
 from mvn.models.conpose import CA_PF
 from mvn.models.weights import WeightsError, load_coco_backbone, load_model_checkpoint
 from mvn.utils import checkpoint as ckpt
-from mvn.utils.cfg import ConfigError, load_config
+from mvn.utils.cfg import ConfigError, config_differences, config_to_yaml, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,6 +137,19 @@ def test_defaults_yaml_and_preset_in_that_order(tmp_path):
     cfg = load_config(path, backbone='hrnet_48')
     assert (cfg.model.poseformer.base_dim, cfg.model.backbone.type) == (48, 'hrnet_48')
     assert load_config(path) is not load_config(path)      # a fresh object every time
+
+
+def test_config_differences_name_changed_added_and_removed_keys(tmp_path):
+    cfg = load_config(write(tmp_path, {'train': {'batch_size': 64, 'n_epochs': 3}}))
+    saved = config_to_yaml(cfg)
+    assert config_differences(saved, cfg) == []
+    cfg.train.n_epochs, cfg.model.image_shape = 5, [256, 256]
+    old_tree = yaml.safe_load(saved)
+    old_tree['train']['retired_key'] = 1
+    del old_tree['val']['flip_test']
+    assert config_differences(yaml.safe_dump(old_tree), cfg) == [   # in the order of the defaults
+        'model.image_shape: [192, 256] -> [256, 256]', 'train.n_epochs: 3 -> 5',
+        'val.flip_test: (absent) -> True', 'train.retired_key: 1 -> (absent)']
 
 
 def test_misspelled_key_names_it_and_the_nearest_valid_key(tmp_path):

@@ -285,3 +285,16 @@ def config_to_yaml(cfg) -> str:
             return [plain(v) for v in node]
         return node
     return yaml.safe_dump(plain(cfg), sort_keys=False)
+
+
+def config_differences(old_yaml, cfg):
+    """['key: old -> new', ...] for every key whose value in ``cfg`` differs from the resolved
+    config ``old_yaml`` (YAML text), in the order of the defaults; a key one side lacks counts."""
+    old = _flatten(yaml.safe_load(old_yaml) or {})
+    new = _flatten(yaml.safe_load(config_to_yaml(cfg)))
+    keys = list(new) + [k for k in old if k not in new]
+    return ['%s: %s -> %s' % (k, old.get(k, '(absent)'), new.get(k, '(absent)'))
+            for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+
+
+_ABSENT = object()

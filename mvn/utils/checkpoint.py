@@ -46,7 +46,7 @@ def save_last(path, epoch, lr, best_p1, model, optimizer, config_yaml, seed, sca
 
 def load_resume_state(path):
     state = read_weights(path, 'resume checkpoint')
-    required = ('epoch', 'lr', 'best_p1', 'model', 'optimizer', 'seed')
+    required = ('epoch', 'lr', 'best_p1', 'model', 'optimizer', 'seed', 'config')
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
         raise WeightsError('%s is not a resumable checkpoint (no %s); resume from a %s file'
