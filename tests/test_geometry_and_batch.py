@@ -1,7 +1,6 @@
 """The crop transform and batch preparation (normalisation, root-relative target, flips)."""
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from mvn.datasets.batch import (BatchPreparer, merge_flip_test, mirror_crop_keypoints, mirror_images, mirror_poses,
@@ -125,11 +124,3 @@ def test_flip_test_stacks_and_merges_back():
     other = torch.randn(3, 1, 17, 3)
     assert torch.allclose(merge_flip_test(pred, other), (pred + mirror_poses(other)) / 2)
 
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA (the CPU path is tested above)')
-def test_cuda_preparation_equals_cpu():
-    batch = batch_of()
-    cpu = BatchPreparer('hrnet_32', 'cpu', flip_test=True)(batch)
-    gpu = BatchPreparer('hrnet_32', 'cuda', flip_test=True)(tuple(t.pin_memory() for t in batch))
-    for a, b in zip(cpu, gpu):
-        assert torch.equal(a, b.cpu())

@@ -21,12 +21,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
 
 
-def train(*args, nproc=0, env=None, timeout=600):
-    """Runs train.py plainly (nproc=0) or under the launcher of the original README, on the CPU
-    (also where a GPU is present, so that several ranks never share one)."""
+def train(*args, nproc=0, env=None, timeout=600, device='cpu'):
+    """Runs train.py plainly (nproc=0) or under the launcher of the original README, by default
+    on the CPU (also where a GPU is present, so that several ranks never share one)."""
     launcher = [] if nproc == 0 else ['-m', 'torch.distributed.launch', '--nproc_per_node=%d' % nproc,
                                       '--master_port=%s' % free_port()]
-    return subprocess.run([sys.executable, *launcher, 'train.py', *args, '--device', 'cpu'], cwd=REPO,
+    return subprocess.run([sys.executable, *launcher, 'train.py', *args, '--device', device], cwd=REPO,
                           capture_output=True, text=True, env=env or ENV, timeout=timeout)
 
 
@@ -80,8 +80,10 @@ def test_best_checkpoint_is_official_and_loads_strictly(trained):
     load_model_checkpoint(model, path)
 
 
-def evaluate(config, checkpoint, logdir, nproc=0):
-    result = train('--config', config, '--eval', '--checkpoint', checkpoint, '--logdir', str(logdir), nproc=nproc)
+def evaluate(config, checkpoint, logdir, nproc=0, device='cpu'):
+    """(eval_results.json, stdout) of ``train.py --eval`` on ``checkpoint``."""
+    result = train('--config', config, '--eval', '--checkpoint', checkpoint, '--logdir', str(logdir), nproc=nproc,
+                   device=device)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = run_dirs(logdir)
     with open(os.path.join(run_dir, 'eval_results.json')) as f:
