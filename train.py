@@ -33,7 +33,7 @@ from mvn.datasets.build import (build_dataset, build_eval_loader, build_train_lo
 from mvn.datasets.batch import BatchPreparer
 from mvn.datasets.evaluation import format_table, summarize
 from mvn.models.conpose import CA_PF
-from mvn.models.weights import load_coco_backbone, load_model_checkpoint, strip_prefix
+from mvn.models.weights import load_checked, load_coco_backbone, load_model_checkpoint
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
 from mvn.utils.cfg import config_differences, config_to_yaml, load_config
@@ -59,7 +59,13 @@ def parse_args(argv=None):
     parser.add_argument('--local_rank', '--local-rank', type=int, default=None, help='set by the launcher')
     parser.add_argument('--azureroot', default='', help=argparse.SUPPRESS)   # official flag, no effect here
     parser.add_argument('--frame', type=int, default=1, choices=[1], help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.checkpoint and not args.eval:
+        parser.error('--checkpoint is for --eval; to start training from a CA-PF checkpoint set model.checkpoint '
+                     'in the config')
+    if args.resume and args.eval:
+        parser.error('--resume continues training; to evaluate a run, pass its best_epoch.bin as --checkpoint')
+    return args
 
 
 def seed_epoch(seed, rank, epoch):
@@ -71,23 +77,27 @@ def seed_epoch(seed, rank, epoch):
     return value
 
 
-def build_model(cfg, args, device, monitor):
+def build_model(cfg, args, device, monitor, resume=None):
+    """CA_PF on ``device``: the resumed state if given, else the evaluated or configured CA-PF
+    checkpoint, else COCO backbone weights (``model.backbone.init_weights``) and a fresh head."""
     torch.manual_seed(args.seed)            # the official initialisation for a given seed
     model = CA_PF(cfg)
     backbone_cfg = cfg.model.backbone
     weights = (args.checkpoint or 'checkpoint/best_epoch_%s.bin' % backbone_cfg.type) if args.eval \
         else cfg.model.checkpoint
-    # A CA-PF checkpoint holds the backbone too (it loads strictly), so the COCO file is not needed then.
-    if backbone_cfg.init_weights and not weights:
-        load_coco_backbone(model.backbone, backbone_cfg.type, backbone_cfg.checkpoint)
-        monitor.info('loaded %s weights from %s' % (backbone_cfg.type, backbone_cfg.checkpoint))
-    elif backbone_cfg.checkpoint and not weights:
-        monitor.warning('model.backbone.init_weights is false: the %s backbone is randomly initialised'
-                        % backbone_cfg.type)
-    if weights:
+    # A CA-PF checkpoint holds the backbone too (it loads strictly), so no COCO file is needed then.
+    if resume is not None:
+        load_checked(model, resume['model'], resume['path'])
+    elif weights:
         load_model_checkpoint(model, weights, hint='place the released checkpoint there or pass --checkpoint'
                               if args.eval and not args.checkpoint else '')
         monitor.info('loaded CA-PF weights from %s' % weights)
+    elif backbone_cfg.init_weights:
+        load_coco_backbone(model.backbone, backbone_cfg.type, backbone_cfg.checkpoint)
+        monitor.info('loaded %s weights from %s' % (backbone_cfg.type, backbone_cfg.checkpoint))
+    elif backbone_cfg.checkpoint:
+        monitor.warning('model.backbone.init_weights is false: the %s backbone is randomly initialised'
+                        % backbone_cfg.type)
     if args.sync_bn and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     elif args.sync_bn:
@@ -148,7 +158,7 @@ def main(args):
     resume_path = resume = None
     if args.resume and main_process:
         resume_path = ckpt.find_latest_run(args.logdir, run_name) if args.resume == 'auto' else args.resume
-        resume = ckpt.load_resume_state(resume_path) if resume_path else None
+        resume = dict(ckpt.load_resume_state(resume_path), path=resume_path) if resume_path else None
     if args.resume:   # from rank 0: other nodes need not share its filesystem
         resume_path, resume = dist.broadcast_object((resume_path, resume))
     if resume_path:
@@ -161,11 +171,10 @@ def main(args):
     if args.resume == 'auto' and not resume_path:
         monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
     monitor.info('run directory: %s (world size %d, device %s)' % (run_dir, dist.get_world_size(), device))
-    save_resolved_config(cfg, resume, monitor)
-    monitor.text('config', '```\n%s```' % config_to_yaml(cfg))
-
     ensure_synthetic_data(cfg, log=monitor.info)
-    model = build_model(cfg, args, device, monitor)
+    model = build_model(cfg, args, device, monitor, resume)
+    save_resolved_config(cfg, resume, monitor)     # once the weights fit the config
+    monitor.text('config', '```\n%s```' % config_to_yaml(cfg))
     val_split = args.eval_dataset if args.eval else 'val'
     val_dataset = build_dataset(cfg, val_split, shard=True)
     pin_memory = device.type == 'cuda'
@@ -185,7 +194,6 @@ def main(args):
     scaler = engine.make_grad_scaler(cfg.train.amp, device)
     start_epoch, lr, best_p1 = 0, cfg.train.volume_net_lr, math.inf
     if resume is not None:
-        model.load_state_dict(strip_prefix(resume['model']))
         optimizer.load_state_dict(resume['optimizer'])
         if scaler is not None and resume.get('scaler'):
             scaler.load_state_dict(resume['scaler'])

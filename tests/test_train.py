@@ -212,9 +212,23 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
     assert line.startswith('error: cannot read checkpoint file') and 'corrupt.bin' in line
     line = one_line_error(train('--config', str(tmp_path / 'nope.yaml'), '--logdir', str(tmp_path)))
     assert line == 'error: config file not found: %s' % (tmp_path / 'nope.yaml')
+    last = os.path.join(trained['run_dir'], 'checkpoints', 'last.pth')
+    wider = write_config(tmp_path / 'wider.yaml', {'root': 'x', 'train': 'x', 'val': 'x'},
+                         **{'model.poseformer.embed_dim_ratio': 24})
+    line = one_line_error(train('--config', wider, '--resume', last, '--logdir', str(tmp_path)))
+    assert line.startswith('error: shape mismatch loading %s: ' % last) and 'file' in line and 'vs model' in line
+    assert not glob.glob(os.path.join(trained['run_dir'], 'config_resumed*'))    # the run was left as it was
     env = dict(ENV, WORLD_SIZE='2', RANK='0')
     line = one_line_error(train('--config', trained['config'], '--logdir', str(tmp_path), env=env))
     assert line.startswith('error: RANK, WORLD_SIZE set but MASTER_ADDR, MASTER_PORT missing')
+
+
+def test_flags_that_do_not_go_together_are_refused(trained, tmp_path):
+    for flags, message in ((['--checkpoint', 'x.bin'], '--checkpoint is for --eval'),
+                           (['--eval', '--resume', 'auto'], '--resume continues training')):
+        result = train('--config', trained['config'], '--logdir', str(tmp_path), *flags)
+        assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+    assert os.listdir(tmp_path) == []                               # nothing was started
 
 
 def test_a_missing_frame_in_a_loader_worker_names_the_file(processed_data, tmp_path):

@@ -90,7 +90,13 @@ def load_model_checkpoint(model: torch.nn.Module, path: str, hint=''):
     state_dict = data.get('model', data) if isinstance(data, dict) else None
     if not isinstance(state_dict, dict) or not state_dict:
         raise WeightsError("%s holds no model state dict (expected a 'model' entry)" % path)
-    state_dict = strip_prefix(state_dict)
-    check_state_dict(model, state_dict, path)
-    model.load_state_dict(state_dict, strict=True)
+    load_checked(model, state_dict, path)
     return data
+
+
+def load_checked(model: torch.nn.Module, state_dict, source: str):
+    """Loads ``state_dict`` (with or without ``module.``) strictly, after check_state_dict;
+    ``source`` names where it came from in errors."""
+    state_dict = strip_prefix(state_dict)
+    check_state_dict(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
