@@ -18,7 +18,11 @@ LAST_NAME = 'last.pth'
 
 
 def atomic_save(obj, path):
-    """torch.save that never leaves a partial file at ``path``."""
+    """torch.save that never leaves a partial file at ``path``. Temporary files that a killed
+    earlier save left beside it are removed first (checkpoints have a single writer, rank 0)."""
+    for stale in glob.glob(os.path.join(glob.escape(os.path.dirname(os.path.abspath(path))),
+                                        '.%s.*.tmp' % glob.escape(os.path.basename(path)))):
+        os.remove(stale)
     with atomic_open(path) as f:
         torch.save(obj, f)
 
