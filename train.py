@@ -132,7 +132,8 @@ def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
                       {'epoch': epoch, 'labels': dataset.labels_path, 'average_mm': summary,
                        'actions_m': results})
     monitor.scalars({'val/p1': summary['p1'], 'val/p2': summary['p2'], 'val/mpjve': summary['mpjve']}, epoch)
-    monitor.scalars({'val_actions/p1_%s' % name: 1000 * r['MPJPE'] for name, r in results.items()}, epoch)
+    for tag, metric in (('p1', 'MPJPE'), ('p2', 'P_MPJPE'), ('mpjve', 'MPJVE')):
+        monitor.scalars({'val_actions/%s_%s' % (tag, name): 1000 * r[metric] for name, r in results.items()}, epoch)
     if monitor.writer and cfg.vis_n_elements > 0:
         full = build_dataset(cfg, 'train' if args.eval and args.eval_dataset == 'train' else 'val')
         picks = np.linspace(0, len(full) - 1, min(cfg.vis_n_elements, len(full))).astype(int)

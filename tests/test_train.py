@@ -64,11 +64,17 @@ def test_tensorboard_holds_the_expected_tags(trained):
     events.Reload()
     tags = events.Tags()
     for tag in ('train/loss_iter', 'train/lr_iter', 'train/loss_epoch', 'val/p1', 'val/p2', 'val/mpjve',
-                'val_actions/p1_Directions', 'val_actions/p1_Discussion', 'time/epoch_s',
+                'val_actions/p1_Directions', 'val_actions/p1_Discussion', 'val_actions/p2_Directions',
+                'val_actions/mpjve_Discussion', 'time/epoch_s',
                 'time/train_samples_per_s'):
         assert tag in tags['scalars'], tag
     assert 'val/poses' in tags['images'] and 'config/text_summary' in tags['tensors']
     assert [e.step for e in events.Scalars('val/p1')] == [1, 2]
+    with open(os.path.join(trained['run_dir'], 'eval_epoch_002.json')) as f:
+        epoch2 = json.load(f)
+    assert events.Scalars('val/p1')[1].value == pytest.approx(epoch2['average_mm']['p1'], rel=1e-6)
+    assert events.Scalars('val_actions/p2_Directions')[1].value == pytest.approx(
+        1000 * epoch2['actions_m']['Directions']['P_MPJPE'], rel=1e-6)
 
 
 def test_best_checkpoint_is_official_and_loads_strictly(trained):
