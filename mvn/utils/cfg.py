@@ -287,6 +287,9 @@ def config_to_yaml(cfg) -> str:
     return yaml.safe_dump(plain(cfg), sort_keys=False)
 
 
+_ABSENT = object()
+
+
 def config_differences(old_yaml, cfg):
     """['key: old -> new', ...] for every key whose value in ``cfg`` differs from the resolved
     config ``old_yaml`` (YAML text), in the order of the defaults; a key one side lacks counts."""
@@ -296,5 +299,3 @@ def config_differences(old_yaml, cfg):
     return ['%s: %s -> %s' % (k, old.get(k, '(absent)'), new.get(k, '(absent)'))
             for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
 
-
-_ABSENT = object()
