@@ -21,7 +21,6 @@ Evaluate a released checkpoint (default checkpoint/best_epoch_{backbone}.bin, or
 import argparse
 import math
 import os
-import re
 import sys
 import time
 
@@ -37,7 +36,7 @@ from mvn.models.weights import load_checked, load_coco_backbone, load_model_chec
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
 from mvn.utils.cfg import config_differences, config_to_yaml, load_config
-from mvn.utils.monitor import Monitor, new_run_dir
+from mvn.utils.monitor import Monitor, error_line, new_run_dir
 from mvn.utils.vis import pose_comparison
 
 
@@ -149,12 +148,12 @@ def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
 
 def main(args):
     device, notice = dist.init_distributed(args.device, args.local_rank)
-    rank, main_process = dist.get_rank(), dist.is_main_process()
+    main_process = dist.is_main_process()
     cfg = load_config(args.config, backbone=args.backbone)
     if args.epochs is not None:
         cfg.train.n_epochs = args.epochs
-    backbone = cfg.model.backbone.type
-    run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0], backbone)
+    run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0],
+                                                          cfg.model.backbone.type)
 
     resume_path = resume = None
     if args.resume and main_process:
@@ -166,29 +165,30 @@ def main(args):
         run_dir = os.path.dirname(os.path.dirname(os.path.abspath(resume_path)))
     else:
         run_dir = dist.broadcast_object(new_run_dir(args.logdir, run_name) if main_process else None)
-    monitor = Monitor(run_dir, main=main_process)
-    if notice:
-        monitor.info(notice)
-    if args.resume == 'auto' and not resume_path:
-        monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
-    monitor.info('run directory: %s (world size %d, device %s)' % (run_dir, dist.get_world_size(), device))
-    ensure_synthetic_data(cfg, log=monitor.info)
-    model = build_model(cfg, args, device, monitor, resume)
-    save_resolved_config(cfg, resume, monitor)     # once the weights fit the config
-    monitor.text('config', '```\n%s```' % config_to_yaml(cfg))
-    val_split = args.eval_dataset if args.eval else 'val'
-    val_dataset = build_dataset(cfg, val_split, shard=True)
-    pin_memory = device.type == 'cuda'
-    val_loader = build_eval_loader(cfg, val_dataset, pin_memory)
 
-    if args.eval:
-        results, summary = run_evaluation(model, cfg, args, device, val_dataset, val_loader, monitor, 0) or (None, None)
-        if results is not None:
-            for line in format_table(results):
-                monitor.info(line)
-        monitor.close()
-        return
+    with Monitor(run_dir, main=main_process) as monitor:
+        if notice:
+            monitor.info(notice)
+        if args.resume == 'auto' and not resume_path:
+            monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
+        monitor.info('run directory: %s (world size %d, device %s)' % (run_dir, dist.get_world_size(), device))
+        ensure_synthetic_data(cfg, log=monitor.info)
+        model = build_model(cfg, args, device, monitor, resume)
+        save_resolved_config(cfg, resume, monitor)     # once the weights fit the config
+        monitor.text('config', '```\n%s```' % config_to_yaml(cfg))
+        val_dataset = build_dataset(cfg, args.eval_dataset if args.eval else 'val', shard=True)
+        val_loader = build_eval_loader(cfg, val_dataset, pin_memory=device.type == 'cuda')
+        if args.eval:
+            evaluation = run_evaluation(model, cfg, args, device, val_dataset, val_loader, monitor, 0)
+            if evaluation is not None:
+                for line in format_table(evaluation[0]):
+                    monitor.info(line)
+        else:
+            train(model, cfg, args, device, resume, val_dataset, val_loader, monitor)
 
+
+def train(model, cfg, args, device, resume, val_dataset, val_loader, monitor):
+    """The official schedule: AdamW on the head, evaluation every epoch, lr decay per epoch."""
     head_parameters = [p for p in model.volume_net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{'params': head_parameters, 'lr': cfg.train.volume_net_lr}],
                                   weight_decay=cfg.train.weight_decay)
@@ -201,20 +201,20 @@ def main(args):
         start_epoch, lr, best_p1 = resume['epoch'], resume['lr'], resume['best_p1']
         if resume['seed'] != args.seed:
             monitor.warning('resuming a run made with --seed %d under --seed %d' % (resume['seed'], args.seed))
-        monitor.info('resumed from %s: epoch %d done, lr %.6g, best p1 %s' % (resume_path, start_epoch, lr, best_p1))
+        monitor.info('resumed from %s: epoch %d done, lr %.6g, best p1 %s' % (resume['path'], start_epoch, lr, best_p1))
     for group in optimizer.param_groups:
         group['lr'] = lr
 
     train_dataset = build_dataset(cfg, 'train')
-    train_loader = build_train_loader(cfg, train_dataset, args.seed, pin_memory)
+    train_loader = build_train_loader(cfg, train_dataset, args.seed, pin_memory=device.type == 'cuda')
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None)
                  if dist.is_distributed() else model)
-    preparer = BatchPreparer(backbone, device, train=True, crop_width=cfg.model.image_shape[0])
+    preparer = BatchPreparer(cfg.model.backbone.type, device, train=True, crop_width=cfg.model.image_shape[0])
     monitor.info('training on %d frames, evaluating on %d frames' % (len(train_dataset), len(val_dataset.action)))
     global_step = start_epoch * len(train_loader)
 
     for epoch in range(start_epoch, cfg.train.n_epochs):
-        epoch_seed = seed_epoch(args.seed, rank, epoch)
+        epoch_seed = seed_epoch(args.seed, dist.get_rank(), epoch)
         preparer.generator.manual_seed(epoch_seed)
         if hasattr(train_loader.sampler, 'set_epoch'):
             train_loader.sampler.set_epoch(epoch)
@@ -246,20 +246,11 @@ def main(args):
         lr *= cfg.train.volume_net_lr_decay
         for group in optimizer.param_groups:
             group['lr'] = lr
-        if main_process:
+        if dist.is_main_process():
             ckpt.save_last(monitor.path('checkpoints', ckpt.LAST_NAME), epoch + 1, lr, best_p1, model, optimizer,
                            config_to_yaml(cfg), args.seed, scaler)
         dist.barrier()
     monitor.info('done; best average P1 %.1f mm' % best_p1)
-    monitor.close()
-
-
-def _one_line(error):
-    """The message of an error, without the traceback a DataLoader worker wraps around it."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    return re.sub(r'^[\w.]+(Error|Exception): ', '', lines[-1].strip())
 
 
 if __name__ == '__main__':
@@ -271,7 +262,7 @@ if __name__ == '__main__':
     try:
         main(parse_args())
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:
-        print('error: %s' % _one_line(e), file=sys.stderr)
+        print('error: %s' % error_line(e), file=sys.stderr)
         sys.exit(1)
     finally:
         dist.cleanup()

@@ -247,3 +247,6 @@ def test_a_missing_frame_in_a_loader_worker_names_the_file(processed_data, tmp_p
                           **{'train.num_workers': 1, 'train.n_epochs': 1})
     line = one_line_error(train('--config', config, '--logdir', str(tmp_path / 'logs')))
     assert line == 'error: missing image: %s' % victim
+    (run_dir,) = run_dirs(tmp_path / 'logs')
+    with open(os.path.join(run_dir, 'log.txt')) as f:           # the run's log says why it stopped
+        assert f.read().splitlines()[-1].endswith(' stopped: missing image: %s' % victim)

@@ -7,11 +7,21 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 
 import numpy as np
 
 from mvn.utils.io import atomic_open
+
+
+def error_line(error):
+    """One line for an error: its last message line, without the traceback a DataLoader worker
+    wraps around it or a leading 'SomeError: '."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return re.sub(r'^[\w.]+(Error|Exception): ', '', lines[-1].strip())
 
 
 def new_run_dir(logdir, name):
@@ -29,6 +39,9 @@ def new_run_dir(logdir, name):
 
 
 class Monitor:
+    """Logging, TensorBoard and files of one run. As a context manager it closes everything on
+    the way out, and a run stopped by an error or Ctrl-C records why at the end of log.txt."""
+
     def __init__(self, run_dir=None, main=True):
         self.run_dir = run_dir if main else None
         self.logger = logging.getLogger('capf.%d' % id(self))
@@ -37,12 +50,12 @@ class Monitor:
         stream = logging.StreamHandler(sys.stdout)
         stream.setFormatter(logging.Formatter('%(message)s'))
         self.logger.addHandler(stream)
-        self.writer = None
+        self.writer = self.log_file = None
         if self.run_dir:
             os.makedirs(os.path.join(self.run_dir, 'checkpoints'), exist_ok=True)
-            handler = logging.FileHandler(os.path.join(self.run_dir, 'log.txt'))
-            handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
-            self.logger.addHandler(handler)
+            self.log_file = logging.FileHandler(os.path.join(self.run_dir, 'log.txt'))
+            self.log_file.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+            self.logger.addHandler(self.log_file)
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(os.path.join(self.run_dir, 'tb'))
 
@@ -76,6 +89,15 @@ class Monitor:
         """images: list of (H, W, 3) uint8 RGB pictures, stacked vertically into one."""
         if self.writer and images:
             self.writer.add_image(tag, np.concatenate(images, axis=0), step, dataformats='HWC')
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is not None and self.log_file is not None:   # the console gets it from the caller
+            self.log_file.handle(self.logger.makeRecord(self.logger.name, logging.ERROR, __file__, 0,
+                                                        'stopped: %s' % error_line(error), None, None))
+        self.close()
 
     def close(self):
         if self.writer:
