@@ -162,6 +162,11 @@ def test_misspelled_key_names_it_and_the_nearest_valid_key(tmp_path):
         load_config(write(tmp_path, {'train': {'amp': 'fp8'}}, 'e.yaml'))
     with pytest.raises(ConfigError, match='config file not found: .*absent.yaml'):
         load_config(str(tmp_path / 'absent.yaml'))
+    for key, value, reason in (('levels', 3, 'every backbone gives 4 maps, got 3'),
+                               ('num_joints', 16, 'the Human3.6M labels have 17 joints, got 16')):
+        section = 'poseformer' if key == 'levels' else 'backbone'
+        with pytest.raises(ConfigError, match="'model.%s.%s' in .*f.yaml: %s" % (section, key, reason)):
+            load_config(write(tmp_path, {'model': {section: {key: value}}}, 'f.yaml'))
 
 
 def test_an_official_legacy_file_loads_with_one_warning_and_an_lr_note(tmp_path):

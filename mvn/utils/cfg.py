@@ -261,6 +261,9 @@ def load_config(path, backbone=None):
     if cfg.model.poseformer.levels != 4:
         raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
                           % (path, cfg.model.poseformer.levels))
+    if cfg.model.backbone.num_joints != 17:
+        raise ConfigError("config key 'model.backbone.num_joints' in %s: the Human3.6M labels have 17 joints, got %r"
+                          % (path, cfg.model.backbone.num_joints))
     return cfg
 
 
