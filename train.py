@@ -35,7 +35,7 @@ from mvn.models.conpose import CA_PF
 from mvn.models.weights import load_checked, load_coco_backbone, load_model_checkpoint
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
-from mvn.utils.cfg import config_differences, config_to_yaml, load_config
+from mvn.utils.cfg import PATH_KEYS, config_differences, config_to_yaml, load_config
 from mvn.utils.monitor import Monitor, error_line, new_run_dir
 from mvn.utils.vis import pose_comparison
 
@@ -152,6 +152,13 @@ def main(args):
     cfg = load_config(args.config, backbone=args.backbone)
     if args.epochs is not None:
         cfg.train.n_epochs = args.epochs
+    # Nodes with other settings would train differently and then hang in a collective.
+    mismatch = config_differences(dist.broadcast_object(config_to_yaml(cfg) if main_process else None), cfg,
+                                  ignore=PATH_KEYS)
+    if dist.any_rank(torch.tensor(bool(mismatch), device=device)):    # all stop, before any file is written
+        raise dist.LaunchError('rank %d resolved another config than rank 0 from %s: %s'
+                               % (dist.get_rank(), args.config, '; '.join(mismatch))
+                               if mismatch else 'another rank resolved another config than this one (rank 0)')
     run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0],
                                                           cfg.model.backbone.type)
 

@@ -188,6 +188,19 @@ def test_resume_continues_exactly(processed_data, tmp_path):
         assert torch.equal(value, b['model'][key]), key
 
 
+def test_nodes_with_different_configs_stop_with_an_error_not_a_hang(processed_data, tmp_path):
+    nodes = [tmp_path / 'node0', tmp_path / 'node1']
+    for node, epochs, root in zip(nodes, (1, 2), ('images', 'elsewhere')):    # roots may differ, epochs not
+        node.mkdir()
+        write_config(node / 'tiny.yaml', dict(processed_data, root=root), **{'train.n_epochs': epochs})
+    results = two_nodes('--config', 'tiny.yaml', '--logdir', str(tmp_path / 'logs'), cwds=nodes, timeout=240)
+    assert all(r.returncode != 0 for r in results)
+    assert ('error: rank 1 resolved another config than rank 0 from tiny.yaml: train.n_epochs: 1 -> 2'
+            in results[1].stderr.splitlines())
+    assert 'error: another rank resolved another config than this one (rank 0)' in results[0].stderr.splitlines()
+    assert not os.path.exists(tmp_path / 'logs')                # stopped before anything was written
+
+
 def test_one_failing_rank_ends_the_whole_job(processed_data, tmp_path):
     import shutil
     images = tmp_path / 'images'

@@ -150,6 +150,8 @@ def test_config_differences_name_changed_added_and_removed_keys(tmp_path):
     assert config_differences(yaml.safe_dump(old_tree), cfg) == [   # in the order of the defaults
         'model.image_shape: [192, 256] -> [256, 256]', 'train.n_epochs: 3 -> 5',
         'val.flip_test: (absent) -> True', 'train.retired_key: 1 -> (absent)']
+    assert config_differences(yaml.safe_dump(old_tree), cfg, ignore=('train.n_epochs', 'val.flip_test')) == [
+        'model.image_shape: [192, 256] -> [256, 256]', 'train.retired_key: 1 -> (absent)']
 
 
 def test_misspelled_key_names_it_and_the_nearest_valid_key(tmp_path):

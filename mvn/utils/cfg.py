@@ -291,14 +291,18 @@ def config_to_yaml(cfg) -> str:
 
 
 _ABSENT = object()
+# Where files are; nodes of one job may keep the same files in different places.
+PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'dataset.train_labels_path',
+             'dataset.val_labels_path')
 
 
-def config_differences(old_yaml, cfg):
+def config_differences(old_yaml, cfg, ignore=()):
     """['key: old -> new', ...] for every key whose value in ``cfg`` differs from the resolved
-    config ``old_yaml`` (YAML text), in the order of the defaults; a key one side lacks counts."""
+    config ``old_yaml`` (YAML text), in the order of the defaults; a key one side lacks counts.
+    Keys in ``ignore`` are not compared."""
     old = _flatten(yaml.safe_load(old_yaml) or {})
     new = _flatten(yaml.safe_load(config_to_yaml(cfg)))
     keys = list(new) + [k for k in old if k not in new]
     return ['%s: %s -> %s' % (k, old.get(k, '(absent)'), new.get(k, '(absent)'))
-            for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+            for k in keys if k not in ignore and old.get(k, _ABSENT) != new.get(k, _ABSENT)]
 
