@@ -271,5 +271,8 @@ if __name__ == '__main__':
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:
         print('error: %s' % error_line(e), file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)
     finally:
         dist.cleanup()

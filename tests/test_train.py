@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -243,6 +244,30 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
     env = dict(ENV, WORLD_SIZE='2', RANK='0')
     line = one_line_error(train('--config', trained['config'], '--logdir', str(tmp_path), env=env))
     assert line.startswith('error: RANK, WORLD_SIZE set but MASTER_ADDR, MASTER_PORT missing')
+
+
+def test_ctrl_c_stops_cleanly_and_the_log_says_so(processed_data, tmp_path):
+    config = write_config(tmp_path / 'tiny.yaml', processed_data, **{'train.n_epochs': 1000})
+    run = subprocess.Popen([sys.executable, 'train.py', '--config', config, '--logdir', str(tmp_path / 'logs'),
+                            '--device', 'cpu'], cwd=REPO, env=ENV, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        start = time.time()
+        while not glob.glob(str(tmp_path / 'logs' / '*' / 'eval_epoch_001.json')):
+            assert run.poll() is None and time.time() - start < 120, 'no first epoch'
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and stderr.strip().splitlines()[-1] == 'interrupted'
+    (run_dir,) = run_dirs(tmp_path / 'logs')
+    with open(os.path.join(run_dir, 'log.txt')) as f:
+        assert f.read().splitlines()[-1].endswith(' stopped: KeyboardInterrupt')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(os.path.join(run_dir, 'tb'))
+    events.Reload()                                                 # flushed on the way out
+    assert [e.step for e in events.Scalars('val/p1')][:1] == [1]
 
 
 def test_flags_that_do_not_go_together_are_refused(trained, tmp_path):
