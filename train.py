@@ -21,6 +21,7 @@ Evaluate a released checkpoint (default checkpoint/best_epoch_{backbone}.bin, or
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 
@@ -260,12 +261,25 @@ def train(model, cfg, args, device, resume, val_dataset, val_loader, monitor):
     monitor.info('done; best average P1 %.1f mm' % best_p1)
 
 
+class Terminated(BaseException):
+    """SIGTERM (scancel, a launcher stopping the job): unwinds like Ctrl-C, so the run's files are closed."""
+
+
+def _on_sigterm(signum, frame, main_pid=os.getpid()):
+    if os.getpid() != main_pid:           # a forked loader worker: end as by default
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise Terminated()
+
+
 if __name__ == '__main__':
     from mvn.datasets.human36m import DataError
     from mvn.datasets.label_cache import LabelError
     from mvn.models.weights import WeightsError
     from mvn.utils.cfg import ConfigError
     from mvn.utils.dist import LaunchError
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         main(parse_args())
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:
@@ -274,5 +288,8 @@ if __name__ == '__main__':
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print('terminated', file=sys.stderr)
+        sys.exit(143)
     finally:
         dist.cleanup()

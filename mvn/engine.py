@@ -49,41 +49,41 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     samples = skipped = 0
     start = time.time()
-    progress = tqdm(Prefetcher(loader, preparer), desc='train epoch %d' % epoch, disable=not main,
-                    dynamic_ncols=True, mininterval=1.0)
-    for images, joints_3d, keypoints_2d, keypoints_crop in progress:
-        with autocast_context(amp, device):
-            pred = model(images, keypoints_2d, keypoints_crop)
-        loss = mpjpe(pred.float(), joints_3d)
-        optimizer.zero_grad(set_to_none=True)
-        # Decided together: a rank that skipped its backward alone would leave the others
-        # waiting in DistributedDataParallel's gradient all-reduce.
-        if dist.any_rank(torch.isnan(loss)):
-            skipped += 1
-            continue
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip / base_lr)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+    # Closed on any exit, so that an error message starts on a line of its own.
+    with tqdm(Prefetcher(loader, preparer), desc='train epoch %d' % epoch, disable=not main,
+              dynamic_ncols=True, mininterval=1.0) as progress:
+        for images, joints_3d, keypoints_2d, keypoints_crop in progress:
+            with autocast_context(amp, device):
+                pred = model(images, keypoints_2d, keypoints_crop)
+            loss = mpjpe(pred.float(), joints_3d)
+            optimizer.zero_grad(set_to_none=True)
+            # Decided together: a rank that skipped its backward alone would leave the others
+            # waiting in DistributedDataParallel's gradient all-reduce.
+            if dist.any_rank(torch.isnan(loss)):
+                skipped += 1
+                continue
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip / base_lr)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
 
-        loss_sum += loss.detach().double() * joints_3d.shape[0]
-        samples += joints_3d.shape[0]
-        global_step += 1
-        if main:
-            value = loss.item()
-            progress.set_postfix(loss='%.2f mm' % (1000 * value))
-            if writer is not None:
-                writer.add_scalar('train/loss_iter', value, global_step)
-                writer.add_scalar('train/lr_iter', optimizer.param_groups[0]['lr'], global_step)
-    progress.close()
+            loss_sum += loss.detach().double() * joints_3d.shape[0]
+            samples += joints_3d.shape[0]
+            global_step += 1
+            if main:
+                value = loss.item()
+                progress.set_postfix(loss='%.2f mm' % (1000 * value))
+                if writer is not None:
+                    writer.add_scalar('train/loss_iter', value, global_step)
+                    writer.add_scalar('train/lr_iter', optimizer.param_groups[0]['lr'], global_step)
     total_loss, total_samples, total_skipped = dist.all_reduce_sum([loss_sum.item(), samples, skipped], device)
     return {'loss': total_loss / total_samples if total_samples else math.nan, 'samples': int(total_samples),
             'skipped': int(total_skipped), 'seconds': time.time() - start, 'global_step': global_step}
@@ -99,18 +99,18 @@ def predict(model, loader, preparer, flip_test=True, amp='off', desc='eval'):
     model.eval()
     device = preparer.device
     preds, targets = [], []
-    for images, joints_3d, keypoints_2d, keypoints_crop in tqdm(
-            Prefetcher(loader, preparer), desc=desc, disable=not dist.is_main_process(),
-            dynamic_ncols=True, mininterval=1.0):
-        with autocast_context(amp, device):
-            if flip_test:
-                pred = model(images[:, 0], keypoints_2d[:, 0], keypoints_crop[:, 0]).float()
-                pred_mirrored = model(images[:, 1], keypoints_2d[:, 1], keypoints_crop[:, 1]).float()
-                pred = merge_flip_test(pred, pred_mirrored)
-            else:
-                pred = model(images, keypoints_2d, keypoints_crop).float()
-        preds.append(pred)
-        targets.append(joints_3d)
+    with tqdm(Prefetcher(loader, preparer), desc=desc, disable=not dist.is_main_process(), dynamic_ncols=True,
+              mininterval=1.0) as progress:
+        for images, joints_3d, keypoints_2d, keypoints_crop in progress:
+            with autocast_context(amp, device):
+                if flip_test:
+                    pred = model(images[:, 0], keypoints_2d[:, 0], keypoints_crop[:, 0]).float()
+                    pred_mirrored = model(images[:, 1], keypoints_2d[:, 1], keypoints_crop[:, 1]).float()
+                    pred = merge_flip_test(pred, pred_mirrored)
+                else:
+                    pred = model(images, keypoints_2d, keypoints_crop).float()
+            preds.append(pred)
+            targets.append(joints_3d)
     empty = torch.zeros((0, 1, 17, 3), device=device)
     return (torch.cat(preds) if preds else empty), (torch.cat(targets) if targets else empty)
 

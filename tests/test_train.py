@@ -246,7 +246,9 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
     assert line.startswith('error: RANK, WORLD_SIZE set but MASTER_ADDR, MASTER_PORT missing')
 
 
-def test_ctrl_c_stops_cleanly_and_the_log_says_so(processed_data, tmp_path):
+@pytest.mark.parametrize('signum, code, said, logged', [(signal.SIGINT, 130, 'interrupted', 'KeyboardInterrupt'),
+                                                         (signal.SIGTERM, 143, 'terminated', 'Terminated')])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_log_says_so(processed_data, tmp_path, signum, code, said, logged):
     config = write_config(tmp_path / 'tiny.yaml', processed_data, **{'train.n_epochs': 1000})
     run = subprocess.Popen([sys.executable, 'train.py', '--config', config, '--logdir', str(tmp_path / 'logs'),
                             '--device', 'cpu'], cwd=REPO, env=ENV, text=True, stdout=subprocess.PIPE,
@@ -256,14 +258,14 @@ def test_ctrl_c_stops_cleanly_and_the_log_says_so(processed_data, tmp_path):
         while not glob.glob(str(tmp_path / 'logs' / '*' / 'eval_epoch_001.json')):
             assert run.poll() is None and time.time() - start < 120, 'no first epoch'
             time.sleep(0.1)
-        run.send_signal(signal.SIGINT)
+        run.send_signal(signum)
         _, stderr = run.communicate(timeout=60)
     finally:
         run.kill()
-    assert run.returncode == 130 and stderr.strip().splitlines()[-1] == 'interrupted'
+    assert run.returncode == code and stderr.strip().splitlines()[-1] == said
     (run_dir,) = run_dirs(tmp_path / 'logs')
     with open(os.path.join(run_dir, 'log.txt')) as f:
-        assert f.read().splitlines()[-1].endswith(' stopped: KeyboardInterrupt')
+        assert f.read().splitlines()[-1].endswith(' stopped: %s' % logged)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(os.path.join(run_dir, 'tb'))
     events.Reload()                                                 # flushed on the way out
