@@ -52,10 +52,11 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', help='CA-PF checkpoint for --eval (default checkpoint/best_epoch_{backbone}.bin)')
     parser.add_argument('--resume', help="a last.pth to continue from, or 'auto' for the newest run of this config")
     parser.add_argument('--logdir', default='logs/', help='folder of the run directories')
-    parser.add_argument('--seed', type=int, default=42)
+    parser.add_argument('--seed', type=int, default=42, help='initialisation and training randomness (default 42)')
     parser.add_argument('--sync_bn', action='store_true', help='convert BatchNorm to SyncBatchNorm')
     parser.add_argument('--epochs', type=int, help='override train.n_epochs')
-    parser.add_argument('--device', default='auto', choices=['auto', 'cuda', 'cpu'])
+    parser.add_argument('--device', default='auto', choices=['auto', 'cuda', 'cpu'],
+                        help='auto: CUDA (NCCL) when available, else the CPU (gloo)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=None, help='set by the launcher')
     parser.add_argument('--azureroot', default='', help=argparse.SUPPRESS)   # official flag, no effect here
     parser.add_argument('--frame', type=int, default=1, choices=[1], help=argparse.SUPPRESS)
