@@ -168,6 +168,15 @@ def test_two_process_training_then_resumed_on_two_nodes(processed_data, tmp_path
     last = torch.load(os.path.join(run_dir, 'checkpoints', 'last.pth'), weights_only=True)
     assert last['epoch'] == 2 and last['lr'] == pytest.approx(0.001 * 0.99 ** 2)
 
+    # Every rank continued as in an uninterrupted two-process run: the same weights, bit for bit.
+    straight = train('--config', config, '--logdir', str(tmp_path / 'straight'), '--epochs', '2', nproc=2)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    (straight_last,) = glob.glob(str(tmp_path / 'straight' / '*' / 'checkpoints' / 'last.pth'))
+    straight_last = torch.load(straight_last, weights_only=True)
+    assert (straight_last['epoch'], straight_last['best_p1']) == (last['epoch'], last['best_p1'])
+    for key, value in straight_last['model'].items():
+        assert torch.equal(value, last['model'][key]), key
+
 
 def test_resume_continues_exactly(processed_data, tmp_path):
     config = write_config(tmp_path / 'tiny.yaml', processed_data)
