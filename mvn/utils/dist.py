@@ -54,6 +54,10 @@ def init_distributed(device_kind='auto', local_rank_arg=None, timeout_minutes=30
     notice = None
     if env is None:
         device = torch.device('cuda', 0) if use_cuda else torch.device('cpu')
+        tasks = os.environ.get('SLURM_NTASKS', '1')
+        if 'SLURM_STEP_ID' in os.environ and tasks.isdigit() and int(tasks) > 1:
+            notice = ('warning: srun started %s tasks, but without a launcher each trains alone; start one task '
+                      'per node that runs torchrun (see the README)' % tasks)
         return device, notice
     rank, world_size, local_rank = env
     if use_cuda:
