@@ -148,19 +148,24 @@ def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
     return results, summary
 
 
+def check_same_config_on_all_ranks(cfg, config_path, device):
+    """Ranks whose resolved configs differ (file paths aside) would train differently and then
+    hang in a collective: every rank stops with a LaunchError instead, before any file is written."""
+    reference = dist.broadcast_object(config_to_yaml(cfg) if dist.is_main_process() else None)
+    mismatch = config_differences(reference, cfg, ignore=PATH_KEYS)
+    if dist.any_rank(torch.tensor(bool(mismatch), device=device)):
+        raise dist.LaunchError('rank %d resolved another config than rank 0 from %s: %s'
+                               % (dist.get_rank(), config_path, '; '.join(mismatch))
+                               if mismatch else 'another rank resolved another config than this one (rank 0)')
+
+
 def main(args):
     device, notice = dist.init_distributed(args.device, args.local_rank)
     main_process = dist.is_main_process()
     cfg = load_config(args.config, backbone=args.backbone)
     if args.epochs is not None:
         cfg.train.n_epochs = args.epochs
-    # Nodes with other settings would train differently and then hang in a collective.
-    mismatch = config_differences(dist.broadcast_object(config_to_yaml(cfg) if main_process else None), cfg,
-                                  ignore=PATH_KEYS)
-    if dist.any_rank(torch.tensor(bool(mismatch), device=device)):    # all stop, before any file is written
-        raise dist.LaunchError('rank %d resolved another config than rank 0 from %s: %s'
-                               % (dist.get_rank(), args.config, '; '.join(mismatch))
-                               if mismatch else 'another rank resolved another config than this one (rank 0)')
+    check_same_config_on_all_ranks(cfg, args.config, device)
     run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0],
                                                           cfg.model.backbone.type)
 
