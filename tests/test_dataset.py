@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from mvn.datasets import label_cache
+from mvn.datasets.build import ensure_synthetic_data
 from mvn.datasets.human36m import DataError, Human36MSingleViewDataset, shard_range
 from mvn.datasets.label_cache import FIELDS, LabelError, cache_dir_for, load_labels
+from mvn.utils.cfg import load_config
 from mvn.utils.img import crop_image
+from tests.helpers import write_config
 
 
 @pytest.fixture
@@ -166,3 +169,18 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path, processed_data):
         f.write(data[:len(data) // 2])
     with pytest.raises(DataError, match='corrupt or unreadable image'):
         dataset[2]
+
+
+def test_synthetic_data_is_made_once_and_again_when_its_settings_change(tmp_path):
+    def config(frames):
+        paths = {'root': str(tmp_path / 'images'), 'train': str(tmp_path / 'train.pkl'), 'val': str(tmp_path / 'val.pkl')}
+        spec = {'subjects': [1, 9], 'actions': [2], 'subactions': [1], 'cameras': [1], 'frames': frames}
+        return load_config(write_config(tmp_path / 'synthetic.yaml', paths, **{'dataset.synthetic': spec}))
+
+    said = []
+    ensure_synthetic_data(config(2), log=said.append)
+    ensure_synthetic_data(config(2), log=said.append)              # complete and current: left alone
+    assert len(said) == 1 and said[0].startswith('generating the synthetic dataset')
+    assert len(load_labels(str(tmp_path / 'train.pkl'), progress=False)) == 2
+    ensure_synthetic_data(config(3), log=said.append)              # other settings: made again
+    assert len(said) == 2 and len(load_labels(str(tmp_path / 'train.pkl'), progress=False)) == 3

@@ -1,4 +1,5 @@
 """Datasets and loaders from a config, for training and for sharded evaluation."""
+import json
 import os
 
 import torch
@@ -7,19 +8,30 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.datasets.synthetic import generate_processed
 from mvn.utils import dist
+from mvn.utils.io import atomic_open
 
 
 def ensure_synthetic_data(cfg, log=print):
-    """For a synthetic config, generate the dataset on first use (rank 0; the others wait).
-    The label files are written last, so their presence means the data are complete."""
+    """For a synthetic config, generate the dataset on first use, and again when
+    ``dataset.synthetic`` changes (rank 0; the others wait). A stamp beside the training labels,
+    written after everything else, records the arguments of complete data."""
     spec = cfg.dataset.synthetic
     if not spec:
         return
     paths = (cfg.dataset.train_labels_path, cfg.dataset.val_labels_path)
-    if dist.is_main_process() and not all(os.path.isfile(p) for p in paths):
-        log('generating the synthetic dataset under %s (once)' % cfg.dataset.root)
-        generate_processed(cfg.dataset.root, *paths, **{k: (tuple(v) if isinstance(v, list) else v)
-                                                        for k, v in spec.items()})
+    arguments = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sorted(spec.items())}
+    stamp = cfg.dataset.train_labels_path + '.synthetic.json'
+    if dist.is_main_process():
+        try:
+            with open(stamp) as f:
+                current = json.load(f) == json.loads(json.dumps(arguments))
+        except (OSError, ValueError):
+            current = False
+        if not (current and all(os.path.isfile(p) for p in paths)):
+            log('generating the synthetic dataset under %s' % cfg.dataset.root)
+            generate_processed(cfg.dataset.root, *paths, **arguments)
+            with atomic_open(stamp, 'w') as f:
+                json.dump(arguments, f)
     dist.barrier()
 
 
