@@ -11,9 +11,11 @@ from torch.utils.data import DataLoader
 from mvn.datasets.batch import BatchPreparer, Prefetcher
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from tests.helpers import write_config
-from tests.test_train import evaluate, run_dirs, train
+from tests.test_train import ENV, evaluate, run_dirs, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (the CPU twins run here)')
+# cuDNN and cuBLAS round convolutions and matrix products to TF32 by default; comparisons need fp32.
+FP32 = dict(ENV, NVIDIA_TF32_OVERRIDE='0')
 
 
 @pytest.mark.parametrize('train_mode', [False, True])
@@ -52,7 +54,7 @@ def test_launcher_trains_with_nccl_on_the_gpu(cuda_run):
 def test_cuda_evaluation_equals_the_cpu_evaluation(cuda_run):
     on_cpu, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval_cpu')
     on_cuda, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval_cuda', nproc=1,
-                          device='cuda')
+                          device='cuda', env=FP32)
     for action, values in on_cpu['actions_m'].items():
         for metric in ('MPJPE', 'P_MPJPE', 'MPJVE'):     # cuDNN and CPU kernels round differently
             assert on_cuda['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-4), (action, metric)
@@ -71,9 +73,9 @@ def test_mixed_precision_and_sync_bn_train_on_the_gpu(processed_data, tmp_path, 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs two CUDA devices')
 def test_two_gpu_evaluation_equals_one_gpu(cuda_run):
     single, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval1', nproc=1,
-                         device='cuda')
+                         device='cuda', env=FP32)
     double, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval2', nproc=2,
-                         device='cuda')
+                         device='cuda', env=FP32)
     for action, values in single['actions_m'].items():
         for metric in ('MPJPE', 'P_MPJPE', 'MPJVE'):
             assert double['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-5), (action, metric)

@@ -87,10 +87,10 @@ def test_best_checkpoint_is_official_and_loads_strictly(trained):
     load_model_checkpoint(model, path)
 
 
-def evaluate(config, checkpoint, logdir, nproc=0, device='cpu'):
+def evaluate(config, checkpoint, logdir, nproc=0, device='cpu', env=None):
     """(eval_results.json, stdout) of ``train.py --eval`` on ``checkpoint``."""
     result = train('--config', config, '--eval', '--checkpoint', checkpoint, '--logdir', str(logdir), nproc=nproc,
-                   device=device)
+                   device=device, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = run_dirs(logdir)
     with open(os.path.join(run_dir, 'eval_results.json')) as f:
