@@ -37,6 +37,16 @@ def test_an_error_while_writing_keeps_the_old_file_and_leaves_no_temporary(tmp_p
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask        # the permissions of a plain open()
 
 
+def test_an_interrupt_during_a_write_takes_effect_once_the_file_is_complete(tmp_path):
+    path = tmp_path / 'best_epoch.bin'
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(path) as f:
+            f.write(b'first half, ')
+            os.kill(os.getpid(), signal.SIGINT)
+            f.write(b'second half')
+    assert path.read_bytes() == b'first half, second half'
+
+
 def test_killing_the_writer_at_any_moment_leaves_a_complete_checkpoint(tmp_path):
     rng = random.Random(0)
     versions = []

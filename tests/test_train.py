@@ -271,7 +271,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_log_says_so(processed_data, tmp
         _, stderr = run.communicate(timeout=60)
     finally:
         run.kill()
-    assert run.returncode == code and stderr.strip().splitlines()[-1] == said
+    assert run.returncode == code and stderr.strip().splitlines()[-1] == said, stderr[-3000:]
     (run_dir,) = run_dirs(tmp_path / 'logs')
     with open(os.path.join(run_dir, 'log.txt')) as f:
         assert f.read().splitlines()[-1].endswith(' stopped: %s' % logged)
