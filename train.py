@@ -109,16 +109,16 @@ def build_model(cfg, args, device, monitor, resume=None):
     return model
 
 
-def save_resolved_config(cfg, resume, monitor):
-    """config.yaml of a new run. A resumed run keeps its config.yaml; a changed config is named
-    in a warning and saved beside it as config_resumed_epochNNN.yaml."""
+def save_resolved_config(resolved, resume, monitor):
+    """config.yaml (``resolved``: YAML text) of a new run. A resumed run keeps its config.yaml; a
+    changed config is named in a warning and saved beside it as config_resumed_epochNNN.yaml."""
     if resume is None:
-        monitor.save_text('config.yaml', config_to_yaml(cfg))
+        monitor.save_text('config.yaml', resolved)
         return
-    changes = config_differences(resume['config'], cfg)
+    changes = config_differences(resume['config'], resolved)
     if changes:
         monitor.warning('the config differs from the resumed run\'s: %s' % '; '.join(changes))
-        monitor.save_text('config_resumed_epoch%03d.yaml' % resume['epoch'], config_to_yaml(cfg))
+        monitor.save_text('config_resumed_epoch%03d.yaml' % resume['epoch'], resolved)
 
 
 def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
@@ -148,11 +148,12 @@ def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
     return results, summary
 
 
-def check_same_config_on_all_ranks(cfg, config_path, device):
-    """Ranks whose resolved configs differ (file paths aside) would train differently and then
-    hang in a collective: every rank stops with a LaunchError instead, before any file is written."""
-    reference = dist.broadcast_object(config_to_yaml(cfg) if dist.is_main_process() else None)
-    mismatch = config_differences(reference, cfg, ignore=PATH_KEYS)
+def check_same_config_on_all_ranks(resolved, config_path, device):
+    """Ranks whose resolved configs (YAML text) differ, file paths aside, would train differently
+    and then hang in a collective: every rank stops with a LaunchError instead, before any file
+    is written."""
+    reference = dist.broadcast_object(resolved if dist.is_main_process() else None)
+    mismatch = config_differences(reference, resolved, ignore=PATH_KEYS)
     if dist.any_rank(torch.tensor(bool(mismatch), device=device)):
         raise dist.LaunchError('rank %d resolved another config than rank 0 from %s: %s'
                                % (dist.get_rank(), config_path, '; '.join(mismatch))
@@ -165,31 +166,32 @@ def main(args):
     cfg = load_config(args.config, backbone=args.backbone)
     if args.epochs is not None:
         cfg.train.n_epochs = args.epochs
-    check_same_config_on_all_ranks(cfg, args.config, device)
+    resolved = config_to_yaml(cfg)
+    check_same_config_on_all_ranks(resolved, args.config, device)
     run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0],
                                                           cfg.model.backbone.type)
 
-    resume_path = resume = None
+    resume = None
     if args.resume and main_process:
-        resume_path = ckpt.find_latest_run(args.logdir, run_name) if args.resume == 'auto' else args.resume
-        resume = dict(ckpt.load_resume_state(resume_path), path=resume_path) if resume_path else None
+        path = ckpt.find_latest_run(args.logdir, run_name) if args.resume == 'auto' else args.resume
+        resume = dict(ckpt.load_resume_state(path), path=path) if path else None
     if args.resume:   # from rank 0: other nodes need not share its filesystem
-        resume_path, resume = dist.broadcast_object((resume_path, resume))
-    if resume_path:
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(resume_path)))
+        resume = dist.broadcast_object(resume)
+    if resume is not None:
+        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(resume['path'])))
     else:
         run_dir = dist.broadcast_object(new_run_dir(args.logdir, run_name) if main_process else None)
 
     with Monitor(run_dir, main=main_process) as monitor:
         if notice:
             monitor.info(notice)
-        if args.resume == 'auto' and not resume_path:
+        if args.resume == 'auto' and resume is None:
             monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
         monitor.info('run directory: %s (world size %d, device %s)' % (run_dir, dist.get_world_size(), device))
         ensure_synthetic_data(cfg, log=monitor.info)
         model = build_model(cfg, args, device, monitor, resume)
-        save_resolved_config(cfg, resume, monitor)     # once the weights fit the config
-        monitor.text('config', '```\n%s```' % config_to_yaml(cfg))
+        save_resolved_config(resolved, resume, monitor)     # once the weights fit the config
+        monitor.text('config', '```\n%s```' % resolved)
         val_dataset = build_dataset(cfg, args.eval_dataset if args.eval else 'val', shard=True)
         val_loader = build_eval_loader(cfg, val_dataset, pin_memory=device.type == 'cuda')
         if args.eval:
@@ -198,11 +200,12 @@ def main(args):
                 for line in format_table(evaluation[0]):
                     monitor.info(line)
         else:
-            train(model, cfg, args, device, resume, val_dataset, val_loader, monitor)
+            train(model, cfg, resolved, args, device, resume, val_dataset, val_loader, monitor)
 
 
-def train(model, cfg, args, device, resume, val_dataset, val_loader, monitor):
-    """The official schedule: AdamW on the head, evaluation every epoch, lr decay per epoch."""
+def train(model, cfg, resolved, args, device, resume, val_dataset, val_loader, monitor):
+    """The official schedule: AdamW on the head, evaluation every epoch, lr decay per epoch.
+    ``resolved``: the config as YAML text, stored in every last.pth."""
     head_parameters = [p for p in model.volume_net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{'params': head_parameters, 'lr': cfg.train.volume_net_lr}],
                                   weight_decay=cfg.train.weight_decay)
@@ -262,7 +265,7 @@ def train(model, cfg, args, device, resume, val_dataset, val_loader, monitor):
             group['lr'] = lr
         if dist.is_main_process():
             ckpt.save_last(monitor.path('checkpoints', ckpt.LAST_NAME), epoch + 1, lr, best_p1, model, optimizer,
-                           config_to_yaml(cfg), args.seed, scaler)
+                           resolved, args.seed, scaler)
         dist.barrier()
     monitor.info('done; best average P1 %.1f mm' % best_p1)
 

@@ -19,19 +19,19 @@ def ensure_synthetic_data(cfg, log=print):
     if not spec:
         return
     paths = (cfg.dataset.train_labels_path, cfg.dataset.val_labels_path)
-    arguments = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sorted(spec.items())}
     stamp = cfg.dataset.train_labels_path + '.synthetic.json'
     if dist.is_main_process():
         try:
             with open(stamp) as f:
-                current = json.load(f) == json.loads(json.dumps(arguments))
+                current = json.load(f) == spec
         except (OSError, ValueError):
             current = False
         if not (current and all(os.path.isfile(p) for p in paths)):
             log('generating the synthetic dataset under %s' % cfg.dataset.root)
-            generate_processed(cfg.dataset.root, *paths, **arguments)
+            generate_processed(cfg.dataset.root, *paths, **{k: (tuple(v) if isinstance(v, list) else v)
+                                                            for k, v in spec.items()})
             with atomic_open(stamp, 'w') as f:
-                json.dump(arguments, f)
+                json.dump(spec, f, sort_keys=True)
     dist.barrier()
 
 

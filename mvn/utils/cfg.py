@@ -296,13 +296,12 @@ PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'd
              'dataset.val_labels_path')
 
 
-def config_differences(old_yaml, cfg, ignore=()):
-    """['key: old -> new', ...] for every key whose value in ``cfg`` differs from the resolved
-    config ``old_yaml`` (YAML text), in the order of the defaults; a key one side lacks counts.
-    Keys in ``ignore`` are not compared."""
+def config_differences(old_yaml, new_yaml, ignore=()):
+    """['key: old -> new', ...] for every key whose value differs between two resolved configs
+    (YAML text, as config_to_yaml writes them), in the order of the new one; a key one side lacks
+    counts. Keys in ``ignore`` are not compared."""
     old = _flatten(yaml.safe_load(old_yaml) or {})
-    new = _flatten(yaml.safe_load(config_to_yaml(cfg)))
+    new = _flatten(yaml.safe_load(new_yaml) or {})
     keys = list(new) + [k for k in old if k not in new]
     return ['%s: %s -> %s' % (k, old.get(k, '(absent)'), new.get(k, '(absent)'))
             for k in keys if k not in ignore and old.get(k, _ABSENT) != new.get(k, _ABSENT)]
-
