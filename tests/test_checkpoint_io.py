@@ -1,4 +1,6 @@
-"""Atomic writes: a checkpoint on disk is always a complete one, whatever happens to the writer."""
+"""mvn.utils.io: a checkpoint on disk is always a complete one, whatever happens to the writer;
+file locks make processes take turns, and degrade to a warning where a file system has none."""
+import errno
 import os
 import random
 import signal
@@ -10,7 +12,8 @@ import pytest
 import torch
 
 from mvn.utils.checkpoint import atomic_save
-from mvn.utils.io import atomic_open
+from mvn.utils import io
+from mvn.utils.io import atomic_open, file_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,3 +71,41 @@ def test_killing_the_writer_at_any_moment_leaves_a_complete_checkpoint(tmp_path)
         assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
         os.remove(path)
     assert max(versions) > 0                  # it was killed while rewriting, not only before the first
+
+
+# Exit status 0 if the lock on argv[1] is free, 1 if another process holds it.
+TRY_LOCK = '''
+import fcntl, sys
+with open(sys.argv[1], 'a') as f:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(1)
+'''
+
+
+def test_a_file_lock_keeps_other_processes_out_until_the_block_ends(tmp_path):
+    lock = str(tmp_path / 'data.lock')
+    try_lock = [sys.executable, '-c', TRY_LOCK, lock]
+    with file_lock(lock):
+        assert subprocess.run(try_lock).returncode == 1
+    assert subprocess.run(try_lock).returncode == 0
+
+
+def test_a_file_system_without_locks_gives_a_warning_and_runs_the_block_unlocked(tmp_path, monkeypatch):
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, 'No locks available')
+    monkeypatch.setattr(io.fcntl, 'flock', no_locks)
+    ran = []
+    with pytest.warns(UserWarning, match=r'the file system of .*data\.lock has no file locks \(No locks available\)'):
+        with file_lock(str(tmp_path / 'data.lock')):
+            ran.append(True)
+    assert ran == [True]
+
+    def broken(handle, operation):
+        raise OSError(errno.EBADF, 'Bad file descriptor')
+    monkeypatch.setattr(io.fcntl, 'flock', broken)
+    with pytest.raises(OSError, match='Bad file descriptor'):       # other failures are not hidden
+        with file_lock(str(tmp_path / 'data.lock')):
+            ran.append(False)
+    assert ran == [True]

@@ -75,6 +75,21 @@ def test_an_interrupted_conversion_leaves_no_cache_behind(labels_copy, monkeypat
     assert len(load_labels(labels_copy, progress=False)) == len(read_pickle(labels_copy))
 
 
+def test_without_file_locks_a_conversion_finished_elsewhere_meanwhile_is_taken(labels_copy, monkeypatch):
+    columns = label_cache.columns_from_labels(read_pickle(labels_copy), labels_copy)
+    fingerprint = label_cache._fingerprint(labels_copy)
+    cache_dir = cache_dir_for(labels_copy)
+    load_labels(labels_copy, progress=False)                        # the other process's cache, in place
+    real_exists = os.path.exists
+    # This writer looked before the other's rename landed; its own rename then meets a full folder.
+    monkeypatch.setattr(label_cache.os.path, 'exists', lambda p: False if p == cache_dir else real_exists(p))
+    label_cache._write_cache(cache_dir, columns, fingerprint)
+    assert label_cache._cache_is_valid(cache_dir, fingerprint)
+    assert sorted(os.listdir(os.path.dirname(labels_copy))) == ['labels.pkl', 'labels.pkl.cache', 'labels.pkl.cache.lock']
+    with pytest.raises(OSError):                # a folder there that is no valid cache is not taken
+        label_cache._write_cache(cache_dir, columns, 'another fingerprint')
+
+
 def test_table_pickles_as_paths_for_spawned_workers(labels_copy):
     table = load_labels(labels_copy, progress=False)
     blob = pickle.dumps(table)

@@ -211,6 +211,24 @@ def test_nodes_with_different_configs_stop_with_an_error_not_a_hang(processed_da
     assert not os.path.exists(tmp_path / 'logs')                # stopped before anything was written
 
 
+def test_nodes_that_share_no_folder_each_make_the_synthetic_data(tmp_path):
+    nodes = [tmp_path / 'node0', tmp_path / 'node1']
+    relative = {'root': 'data/images', 'train': 'data/train.pkl', 'val': 'data/val.pkl'}
+    spec = {'subjects': [1, 9], 'actions': [2], 'subactions': [1], 'cameras': [1], 'frames': 2}
+    for node in nodes:
+        node.mkdir()
+        write_config(node / 'synthetic.yaml', relative, **{'dataset.synthetic': spec, 'train.n_epochs': 1})
+    results = two_nodes('--config', 'synthetic.yaml', '--logdir', 'logs', cwds=nodes, timeout=240)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-3000:] for r in results]
+    assert '[Epoch 1]' in results[0].stdout
+    # The generator is seeded: both copies are the same, byte for byte.
+    made = [sorted(str(p.relative_to(node)) for p in (node / 'data').rglob('*') if p.is_file()) for node in nodes]
+    assert made[0] == made[1] and 'data/train.pkl' in made[0] and 'data/train.pkl.synthetic.json' in made[0]
+    for name in made[0]:
+        if '.cache' not in name:                                # the label cache records mtimes
+            assert (nodes[0] / name).read_bytes() == (nodes[1] / name).read_bytes(), name
+
+
 def test_one_failing_rank_ends_the_whole_job(processed_data, tmp_path):
     import shutil
     images = tmp_path / 'images'

@@ -8,19 +8,22 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.datasets.synthetic import generate_processed
 from mvn.utils import dist
-from mvn.utils.io import atomic_open
+from mvn.utils.io import atomic_open, file_lock
 
 
 def ensure_synthetic_data(cfg, log=print):
     """For a synthetic config, generate the dataset on first use, and again when
-    ``dataset.synthetic`` changes (rank 0; the others wait). A stamp beside the training labels,
-    written after everything else, records the arguments of complete data."""
+    ``dataset.synthetic`` changes. A stamp beside the training labels, written after everything
+    else, records the arguments of complete data. Every process looks in turn, under a file lock:
+    the first makes the data, the others find it current, and nodes that share no folder each
+    make their own copy (the generator is seeded, so the copies are identical)."""
     spec = cfg.dataset.synthetic
     if not spec:
         return
     paths = (cfg.dataset.train_labels_path, cfg.dataset.val_labels_path)
     stamp = cfg.dataset.train_labels_path + '.synthetic.json'
-    if dist.is_main_process():
+    os.makedirs(os.path.dirname(os.path.abspath(stamp)), exist_ok=True)
+    with file_lock(stamp + '.lock'):
         try:
             with open(stamp) as f:
                 current = json.load(f) == spec
@@ -28,8 +31,8 @@ def ensure_synthetic_data(cfg, log=print):
             current = False
         if not (current and all(os.path.isfile(p) for p in paths)):
             log('generating the synthetic dataset under %s' % cfg.dataset.root)
-            generate_processed(cfg.dataset.root, *paths, **{k: (tuple(v) if isinstance(v, list) else v)
-                                                            for k, v in spec.items()})
+            arguments = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()}
+            generate_processed(cfg.dataset.root, *paths, progress=dist.is_main_process(), **arguments)
             with atomic_open(stamp, 'w') as f:
                 json.dump(spec, f, sort_keys=True)
     dist.barrier()

@@ -9,8 +9,6 @@ The cache is rebuilt when the pickle changes (size, mtime or a content fingerpri
 cache file is damaged. It is written into a temporary folder and renamed into place, under a
 file lock, so an interrupted conversion never leaves a cache that would be used.
 """
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +18,8 @@ import tempfile
 import warnings
 
 import numpy as np
+
+from mvn.utils.io import file_lock
 
 CACHE_VERSION = 1
 # name -> per-frame shape; dtypes are the pickle's own (ints are checked to fit int32).
@@ -160,20 +160,15 @@ def _write_cache(cache_dir, columns, fingerprint):
             stale = tempfile.mkdtemp(prefix=os.path.basename(cache_dir) + '.stale-', dir=parent)
             os.replace(cache_dir, os.path.join(stale, 'cache'))
             shutil.rmtree(stale, ignore_errors=True)
-        os.replace(tmp, cache_dir)
+        try:
+            os.replace(tmp, cache_dir)
+        except OSError:
+            # Where the file system has no locks, another process may have put its cache there.
+            if not _cache_is_valid(cache_dir, fingerprint):
+                raise
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _locked(lock_path):
-    with open(lock_path, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def cache_dir_for(labels_path):
@@ -194,7 +189,7 @@ def load_labels(labels_path, progress=True):
     if not os.access(os.path.dirname(os.path.abspath(labels_path)), os.W_OK):
         warnings.warn('cannot write a label cache beside %s; reading the pickle into memory' % labels_path)
         return LabelTable(labels_path, None, columns_from_labels(read_label_pickle(labels_path), labels_path))
-    with _locked(cache_dir + '.lock'):
+    with file_lock(cache_dir + '.lock'):
         # Another process may have built it while this one waited for the lock.
         if not _cache_is_valid(cache_dir, fingerprint):
             if progress:

@@ -1,9 +1,13 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""Atomic file writes (a reader sees the old file or the complete new one, never a partial one)
+and file locks (processes that prepare the same files take turns)."""
 import contextlib
+import errno
+import fcntl
 import os
 import signal
 import tempfile
 import threading
+import warnings
 
 
 def _umask():
@@ -58,3 +62,24 @@ def _atomic_open(path, mode):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Holds an exclusive lock on the file ``path`` (created if absent) during the block: the
+    processes of a machine, or of machines that share the folder, take turns. Some network file
+    systems (Lustre or NFS mounted without locks) refuse locks; then a warning, and the block runs
+    unlocked, so what it writes must also survive two writers at once (atomic renames do)."""
+    with open(path, 'a') as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            warnings.warn('the file system of %s has no file locks (%s); going on without one' % (path, e.strerror))
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
