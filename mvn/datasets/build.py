@@ -35,7 +35,7 @@ def ensure_synthetic_data(cfg, log=print):
             generate_processed(cfg.dataset.root, *paths, progress=dist.is_main_process(), **arguments)
             with atomic_open(stamp, 'w') as f:
                 json.dump(spec, f, sort_keys=True)
-    dist.barrier()
+    dist.barrier()      # where locks are refused, no rank reads files another is still writing
 
 
 def labels_path(cfg, split):

@@ -70,16 +70,11 @@ def file_lock(path):
     processes of a machine, or of machines that share the folder, take turns. Some network file
     systems (Lustre or NFS mounted without locks) refuse locks; then a warning, and the block runs
     unlocked, so what it writes must also survive two writers at once (atomic renames do)."""
-    with open(path, 'a') as handle:
+    with open(path, 'a') as handle:        # closing the file releases the lock
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError as e:
             if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
                 raise
             warnings.warn('the file system of %s has no file locks (%s); going on without one' % (path, e.strerror))
-            yield
-            return
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
