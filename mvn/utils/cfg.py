@@ -103,12 +103,29 @@ LEGACY_KEYS = {
 LEGACY_SECTIONS = ('model.volume_net', 'model.backbone.STAGE2', 'model.backbone.STAGE3',
                    'model.backbone.STAGE4')
 
+# Smallest usable values: key -> (bound, what the message says).
+LIMITS = {
+    'train.n_epochs': (0, 'at least 0'),
+    'train.batch_size': (0, 'positive'),
+    'val.batch_size': (0, 'positive'),
+    'train.num_workers': (0, 'at least 0'),
+    'val.num_workers': (0, 'at least 0'),
+    'train.volume_net_lr': (0, 'positive'),
+    'train.weight_decay': (0, 'at least 0'),
+    'loss.grad_clip': (0, 'at least 0'),
+    'vis_n_elements': (0, 'at least 0'),
+}
 CHOICES = {
     'loss.criterion': ('MPJPE',),
     'train.amp': ('off', 'bf16', 'fp16'),
 }
 # The rate the official code effectively trained at when a file said 0.0064 (see _check_legacy_lr).
 LEGACY_LR = 0.0064
+# Relative paths in a config file inside the repository, in defaults and in presets start here.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Where files are; nodes of one job may keep the same files in different places.
+PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'dataset.train_labels_path',
+             'dataset.val_labels_path')
 
 
 class ConfigError(ValueError):
@@ -157,9 +174,7 @@ def _merge(cfg, tree, source, legacy, prefix=''):
             continue
         defaults_node = _get(DEFAULTS, prefix[:-1]) if prefix else DEFAULTS
         if key not in defaults_node:
-            close = difflib.get_close_matches(path, _valid_paths(), n=1, cutoff=0.6)
-            hint = " (did you mean '%s'?)" % close[0] if close else ''
-            raise ConfigError("unknown config key '%s' in %s%s" % (path, source, hint))
+            raise ConfigError("unknown config key '%s' in %s%s" % (path, source, _did_you_mean(path, defaults_node)))
         default = defaults_node[key]
         if isinstance(default, dict) and default:
             if not isinstance(value, dict):
@@ -167,6 +182,17 @@ def _merge(cfg, tree, source, legacy, prefix=''):
             _merge(cfg, value, source, legacy, path + '.')
         else:
             _set(cfg, path, _coerce(path, default, value, source))
+
+
+def _did_you_mean(path, siblings):
+    """' (did you mean ...?)' with the nearest key of the same section (a misspelled section
+    name too), else the nearest key anywhere; '' if none is near."""
+    prefix, _, key = path.rpartition('.')
+    close = difflib.get_close_matches(key, [str(k) for k in siblings], n=1, cutoff=0.6)
+    if close:
+        return " (did you mean '%s'?)" % ((prefix + '.' if prefix else '') + close[0])
+    close = difflib.get_close_matches(path, _valid_paths(), n=1, cutoff=0.6)
+    return " (did you mean '%s'?)" % close[0] if close else ''
 
 
 def _coerce(path, default, value, source):
@@ -210,7 +236,9 @@ def _is_stock(path, value):
 def apply_preset(cfg, entry, what, explicit, source):
     """Applies a registry entry (``what``: 'backbone hrnet_48', ...) to ``cfg``: its fixed values
     (a different value the file set is an error naming both), then its preset values where the
-    file set nothing or a stock value (see _is_stock). ``explicit``: flat keys the file set."""
+    file set nothing or a stock value (see _is_stock). ``explicit``: flat keys the file set.
+    Returns the keys it set."""
+    applied = set(entry.fixed)
     for path, value in entry.fixed.items():
         if path in explicit and _get(cfg, path) != value:
             raise ConfigError("config key '%s' in %s is %r, but %s needs %r"
@@ -219,6 +247,8 @@ def apply_preset(cfg, entry, what, explicit, source):
     for path, value in entry.preset.items():
         if path not in explicit or _is_stock(path, _get(cfg, path)):
             _set(cfg, path, value)
+            applied.add(path)
+    return applied
 
 
 def _dataset_kind(cfg, explicit, source):
@@ -238,9 +268,10 @@ def _check_name(name, table, what, where):
         raise ConfigError("unknown %s '%s' (%s); choose one of: %s" % (what, name, where, ', '.join(table)))
 
 
-def load_config(path, backbone=None):
+def load_config(path, backbone=None, resolve_paths=False):
     """defaults <- YAML file <- dataset kind preset <- backbone preset (``backbone`` or the
-    file's model.backbone.type)."""
+    file's model.backbone.type). With ``resolve_paths`` the file paths become absolute
+    (see resolve_config_paths); otherwise they are kept as written."""
     tree = _read_yaml(path)
     cfg = EasyDict(copy.deepcopy(DEFAULTS))
     legacy = []
@@ -251,25 +282,58 @@ def load_config(path, backbone=None):
     _check_legacy_lr(cfg, tree, path, legacy)
     explicit = _flatten(tree)
     kind = _dataset_kind(cfg, explicit, path)
-    apply_preset(cfg, registry.DATASETS[kind], 'dataset %s' % kind, explicit, path)
+    applied = apply_preset(cfg, registry.DATASETS[kind], 'dataset %s' % kind, explicit, path)
     if backbone is not None:
         _check_name(backbone, registry.BACKBONES, 'backbone', '--backbone')
         cfg.model.backbone.type = backbone
     name = cfg.model.backbone.type
     _check_name(name, registry.BACKBONES, 'backbone', 'model.backbone.type in %s' % path)
-    apply_preset(cfg, registry.BACKBONES[name], 'backbone %s' % name, explicit, path)
+    applied |= apply_preset(cfg, registry.BACKBONES[name], 'backbone %s' % name, explicit, path)
+    _check_values(cfg, path)
+    if resolve_paths:
+        resolve_config_paths(cfg, path, from_file=set(explicit) - applied)
+    return cfg
+
+
+def _check_values(cfg, source):
     if cfg.model.poseformer.levels != 4:
         raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
-                          % (path, cfg.model.poseformer.levels))
-    return cfg
+                          % (source, cfg.model.poseformer.levels))
+    for key, (low, meaning) in LIMITS.items():
+        value = _get(cfg, key)
+        if value < low or (meaning == 'positive' and value == 0):
+            raise ConfigError("config key '%s' in %s must be %s, got %r" % (key, source, meaning, value))
+
+
+def config_base_dir(path):
+    """Where the relative paths a config file writes start: the repository root for a file
+    inside the repository (experiments/...), else the file's own folder."""
+    folder = os.path.dirname(os.path.realpath(path))
+    root = os.path.realpath(REPO_ROOT)
+    return REPO_ROOT if os.path.commonpath([folder, root]) == root else folder
+
+
+def resolve_config_paths(cfg, path, from_file):
+    """Makes the PATH_KEYS of ``cfg`` absolute (``~`` expanded): values the file ``path`` wrote
+    (``from_file``: its flat keys) against config_base_dir(path); defaults and presets against
+    the repository root. Whatever the working directory, a config means the same files."""
+    base = config_base_dir(path)
+    for key in PATH_KEYS:
+        value = _get(cfg, key)
+        if value:
+            start = base if key in from_file else REPO_ROOT
+            _set(cfg, key, os.path.normpath(os.path.join(start, os.path.expanduser(value))))
 
 
 def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError('config file not found: %s' % path)
     try:
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             tree = yaml.safe_load(f)
+    except UnicodeDecodeError as e:
+        raise ConfigError('config file %s is not UTF-8 text (byte 0x%02x at offset %d)'
+                          % (path, e.object[e.start], e.start)) from None
     except yaml.YAMLError as e:
         raise ConfigError('cannot parse config file %s: %s' % (path, str(e).splitlines()[0])) from None
     tree = {} if tree is None else tree
@@ -302,9 +366,6 @@ def config_to_yaml(cfg) -> str:
 
 
 _ABSENT = object()
-# Where files are; nodes of one job may keep the same files in different places.
-PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'dataset.train_labels_path',
-             'dataset.val_labels_path')
 
 
 def config_differences(old_yaml, new_yaml, ignore=()):
