@@ -38,14 +38,17 @@ class Evaluator:
 
 def skeleton_pictures(dataset, predictions, count):
     """Pictures of ``count`` frames spread evenly over the whole file: the crop with its 2D
-    keypoints, and the predicted and true 3D poses (root-relative). ``predictions``: (N, 1, J, 3)
-    metres for every frame of the file, as the evaluation has them on rank 0."""
+    keypoints, the predicted and true 3D poses (root-relative) and the frame's P1 in mm.
+    ``predictions``: (N, 1, J, 3) metres for every frame of the file, as the evaluation has them
+    on rank 0."""
     skeleton = dataset.skeleton
     picks = np.linspace(0, dataset.file_size - 1, min(count, dataset.file_size)).astype(int)
     pictures = []
     for j in picks:
         crop, joints_3d, _, keypoints_crop = dataset.frame(j)
         target = joints_3d[0] - joints_3d[0][skeleton.root]
-        pictures.append(pose_comparison(crop, keypoints_crop, predictions[j, 0].numpy(), target,
-                                        skeleton.parents, skeleton.left))
+        pred = predictions[j, 0].numpy()
+        p1_mm = 1000 * np.linalg.norm(pred.astype(np.float64) - target, axis=-1).mean()
+        pictures.append(pose_comparison(crop, keypoints_crop, pred, target, skeleton.parents, skeleton.left,
+                                        caption='frame %d: P1 %.1f mm' % (j, p1_mm)))
     return pictures
