@@ -22,17 +22,18 @@ class Evaluator:
 
     def __call__(self, model, epoch, json_name, **record):
         """The EvaluationReport of ``model`` after ``epoch`` epochs on rank 0 (None elsewhere),
-        once saved as ``json_name`` ({'epoch', 'labels', **record, **report.to_json()}), plotted at
-        step ``epoch`` and drawn."""
+        once plotted at step ``epoch``, drawn, and saved as ``json_name`` ({'epoch', 'labels',
+        **record, **report.to_json()})."""
         report, predictions = engine.evaluate(model, self.loader, self.preparer, self.dataset,
                                               flip_test=self.flip_test, amp=self.amp)
         if report is None:
             return None
-        self.monitor.save_json(json_name, {'epoch': epoch, 'labels': self.dataset.labels_path, **record,
-                                           **report.to_json()})
         self.monitor.scalars(report.scalars(), epoch)
         if self.monitor.writer and self.n_pictures > 0:
             self.monitor.images('val/poses', skeleton_pictures(self.dataset, predictions, self.n_pictures), epoch)
+        # Last: once the JSON file is there, the evaluation is recorded everywhere.
+        self.monitor.save_json(json_name, {'epoch': epoch, 'labels': self.dataset.labels_path, **record,
+                                           **report.to_json()})
         return report
 
 

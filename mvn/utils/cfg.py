@@ -1,7 +1,8 @@
 """Configuration: every default in one place, the YAML on top, then the presets of the dataset
 kind and of the backbone (``mvn/registry.py``).
 
-``load_config(path, backbone=None)`` returns a fresh EasyDict. A key this implementation does not
+``load_config(path, backbone=None, resolve_paths=False)`` returns a fresh EasyDict; train.py asks
+for absolute paths (see ``resolve_config_paths``). A key this implementation does not
 know is an error naming it (and the nearest valid key), except keys of the official code that
 have no effect here: those are accepted and named once in a warning, so the official YAML files
 load unchanged. A preset replaces values left at their default (or at another entry's preset
@@ -103,17 +104,11 @@ LEGACY_KEYS = {
 LEGACY_SECTIONS = ('model.volume_net', 'model.backbone.STAGE2', 'model.backbone.STAGE3',
                    'model.backbone.STAGE4')
 
-# Smallest usable values: key -> (bound, what the message says).
+# Numbers a run cannot use below zero, or at zero either ('positive').
 LIMITS = {
-    'train.n_epochs': (0, 'at least 0'),
-    'train.batch_size': (0, 'positive'),
-    'val.batch_size': (0, 'positive'),
-    'train.num_workers': (0, 'at least 0'),
-    'val.num_workers': (0, 'at least 0'),
-    'train.volume_net_lr': (0, 'positive'),
-    'train.weight_decay': (0, 'at least 0'),
-    'loss.grad_clip': (0, 'at least 0'),
-    'vis_n_elements': (0, 'at least 0'),
+    'train.n_epochs': 'at least 0', 'train.num_workers': 'at least 0', 'val.num_workers': 'at least 0',
+    'train.weight_decay': 'at least 0', 'loss.grad_clip': 'at least 0', 'vis_n_elements': 'at least 0',
+    'train.batch_size': 'positive', 'val.batch_size': 'positive', 'train.volume_net_lr': 'positive',
 }
 CHOICES = {
     'loss.criterion': ('MPJPE',),
@@ -299,10 +294,10 @@ def _check_values(cfg, source):
     if cfg.model.poseformer.levels != 4:
         raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
                           % (source, cfg.model.poseformer.levels))
-    for key, (low, meaning) in LIMITS.items():
+    for key, bound in LIMITS.items():
         value = _get(cfg, key)
-        if value < low or (meaning == 'positive' and value == 0):
-            raise ConfigError("config key '%s' in %s must be %s, got %r" % (key, source, meaning, value))
+        if value < 0 or (value == 0 and bound == 'positive'):
+            raise ConfigError("config key '%s' in %s must be %s, got %r" % (key, source, bound, value))
 
 
 def config_base_dir(path):
