@@ -24,6 +24,7 @@ DEFAULTS = {
             'num_joints': 17,
             'init_weights': True,           # load the COCO-pretrained detector weights
             'fix_weights': True,            # frozen and in eval mode
+            'train_batchnorm': False,       # true: a frozen backbone's BatchNorm follows train() (official 3DHP)
             'checkpoint': 'data/pretrained/coco/pose_hrnet_w32_256x192.pth',
         },
         'poseformer': {
@@ -34,6 +35,8 @@ DEFAULTS = {
             'num_heads': 8,
             'mlp_ratio': 2.0,
             'drop_path_rate': 0.2,
+            'context_blocks': True,         # false: no deformable context blocks (official 3DHP model)
+            'output_unit': 'm',             # unit the head predicts: m, or mm (official 3DHP model)
         },
     },
     'loss': {
@@ -112,10 +115,13 @@ LEGACY_SECTIONS = ('model.volume_net', 'model.backbone.STAGE2', 'model.backbone.
 
 CHOICES = {
     'kind': ('human36m',),
-    'dataset.kind': ('human36m',),
+    'dataset.kind': ('human36m', 'mpi_inf_3dhp'),
     'loss.criterion': ('MPJPE',),
     'train.amp': ('off', 'bf16', 'fp16'),
+    'model.poseformer.output_unit': ('m', 'mm'),
 }
+# Top-level key of per-backbone overrides in an experiment YAML (see _per_backbone_section).
+PER_BACKBONE = 'per_backbone'
 # Arguments of mvn.datasets.synthetic.generate_processed that dataset.synthetic may set.
 SYNTHETIC_KEYS = ('subjects', 'actions', 'subactions', 'cameras', 'frames', 'val_frames', 'seed', 'jpeg_quality')
 # The rate the official code effectively trained at when a file said 0.0064 (see _check_legacy_lr).
@@ -237,7 +243,8 @@ def apply_backbone_preset(cfg, backbone, source='the backbone preset', explicit=
 
 
 def load_config(path, backbone=None):
-    """defaults <- YAML file <- backbone preset (``backbone`` or the file's model.backbone.type)."""
+    """defaults <- YAML file <- backbone preset (``backbone`` or the file's model.backbone.type)
+    <- the YAML's ``per_backbone`` entry for that backbone, if any."""
     if not os.path.isfile(path):
         raise ConfigError('config file not found: %s' % path)
     try:
@@ -251,6 +258,8 @@ def load_config(path, backbone=None):
 
     cfg = EasyDict(copy.deepcopy(DEFAULTS))
     legacy = []
+    tree = dict(tree)
+    per_backbone = _per_backbone_section(tree.pop(PER_BACKBONE, None), path)
     _merge(cfg, tree, path, legacy)
     if legacy:
         warnings.warn('%s: ignoring %d key(s) of the official code that have no effect here: %s'
@@ -258,6 +267,9 @@ def load_config(path, backbone=None):
     _check_legacy_lr(cfg, tree, path, legacy)
     apply_backbone_preset(cfg, backbone or cfg.model.backbone.type,
                           source=path if backbone is None else '--backbone', explicit=_flatten(tree))
+    overrides = per_backbone.get(cfg.model.backbone.type)
+    if overrides:
+        _merge(cfg, overrides, '%s (%s.%s)' % (path, PER_BACKBONE, cfg.model.backbone.type), legacy)
     if cfg.model.poseformer.levels != 4:
         raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
                           % (path, cfg.model.poseformer.levels))
@@ -265,6 +277,22 @@ def load_config(path, backbone=None):
         raise ConfigError("config key 'model.backbone.num_joints' in %s: the Human3.6M labels have 17 joints, got %r"
                           % (path, cfg.model.backbone.num_joints))
     return cfg
+
+
+def _per_backbone_section(section, path):
+    """``per_backbone: {name: {overrides}}``: settings that an experiment ties to one backbone
+    (say the 3DHP head's token width), applied after that backbone's preset."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError("config key '%s' in %s must be a mapping of backbone names" % (PER_BACKBONE, path))
+    for name, overrides in section.items():
+        if name not in BACKBONE_PRESETS:
+            raise ConfigError("unknown backbone '%s' under '%s' in %s; choose from %s"
+                              % (name, PER_BACKBONE, path, ', '.join(BACKBONE_PRESETS)))
+        if not isinstance(overrides, dict):
+            raise ConfigError("config key '%s.%s' in %s must be a mapping" % (PER_BACKBONE, name, path))
+    return section
 
 
 def _check_legacy_lr(cfg, tree, path, legacy):
