@@ -168,3 +168,18 @@ def test_npz_reader_names_a_bad_file(tmp_path, capsys):
     np.savez_compressed(bad, data={'TS1': {'data_2d': np.zeros((2, 17, 2))}})
     assert toolbox('npz_to_labels').main(['--test', str(bad), '--out-dir', str(tmp_path)]) == 1
     assert "lacks one of data_2d, data_3d, valid" in capsys.readouterr().err
+
+
+def test_processed_synthetic_data_is_what_the_toolbox_makes_of_the_raw_data(labels, tmp_path):
+    from mvn.datasets.synthetic_3dhp import generate_processed
+    counts = generate_processed(str(tmp_path / 'images'), str(tmp_path / 'train.pkl'), str(tmp_path / 'test.pkl'),
+                                subjects=(1,), sequences=(1,), cameras=(0, 4), frames=3, test_sequences=(1, 5),
+                                test_frames=3, progress=False)
+    assert counts == {'train': 6, 'test': 4}
+    for name, toolbox_labels in zip(('train.pkl', 'test.pkl'), labels):
+        with open(tmp_path / name, 'rb') as f:
+            made = pickle.load(f)
+        for a, b in zip(made, toolbox_labels):
+            assert a['image'] == b['image'] and cv2.imread(str(tmp_path / 'images' / a['image'])).shape == (256, 192, 3)
+            for key in ('joints_2d_gt', 'joints_2d_gt_crop', 'joints_3d', 'box', 'video_id', 'valid', 'activity'):
+                np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)

@@ -9,6 +9,9 @@ evaluation run end to end without the dataset.
                                        annot3, univ_annot3 (F,1,17,3), valid_frame, activity_annotation
     mpi_inf_3dhp_test_set/TS<n>/imageSequence/img_<frame:06d>.jpg
 
+``generate_processed`` writes what the toolbox would make of it (crops and the two label files)
+directly, for training runs on synthetic data.
+
 People are the synthetic Human3.6M motions (``synthetic_motion``) in the 3DHP joint order,
 filmed by cameras on a circle around them with the dataset's intrinsics; the universal skeleton
 (univ_annot3) is the metric pose (annot3) scaled about the pelvis. Deterministic in its arguments::
@@ -18,12 +21,16 @@ filmed by cameras on a circle around them with the dataset's intrinsics; the uni
 import argparse
 import math
 import os
+import pickle
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from mvn.datasets import mpi_meta as meta
+from mvn.datasets.mpi_labels import make_label
 from mvn.datasets.synthetic_motion import Motion, render_frame
+from mvn.utils.io import atomic_open
 
 # Joint j of the 3DHP order is joint H36M_TO_3DHP[j] of the Human3.6M order.
 H36M_TO_3DHP = [10, 8, 14, 15, 16, 11, 12, 13, 1, 2, 3, 4, 5, 6, 0, 7, 9]
@@ -53,6 +60,15 @@ def project(joints_cam, camera):
     k = meta.INTRINSICS[camera]
     return np.stack([k.fx * joints_cam[..., 0] / joints_cam[..., 2] + k.cx,
                      k.fy * joints_cam[..., 1] / joints_cam[..., 2] + k.cy], axis=-1)
+
+
+# The synthetic motion (subject, action) behind a training sequence and a test sequence.
+def _train_motion(subject, sequence):
+    return subject, 2 + 7 * (sequence - 1) + subject % 7
+
+
+def _test_motion(test_sequence):
+    return 9 + test_sequence % 3, 13 + test_sequence % 3
 
 
 def sequence_poses(motion_key, num_frames, camera, seed=0):
@@ -108,7 +124,7 @@ def write_train_sequence(root, subject, sequence, cameras, frames, seed=0):
     os.makedirs(os.path.join(folder, 'imageSequence'), exist_ok=True)
     annot2, annot3, univ = [], [], []
     for c in range(meta.NUM_STUDIO_CAMERAS):
-        a2, a3, u3 = sequence_poses((subject, 2 + 7 * (sequence - 1) + subject % 7), frames, c, seed)
+        a2, a3, u3 = sequence_poses(_train_motion(subject, sequence), frames, c, seed)
         annot2.append(a2[:, FROM_17_TO_28].reshape(frames, -1))
         annot3.append(a3[:, FROM_17_TO_28].reshape(frames, -1))
         univ.append(u3[:, FROM_17_TO_28].reshape(frames, -1))
@@ -127,20 +143,20 @@ def write_train_sequence(root, subject, sequence, cameras, frames, seed=0):
     write_calibration(os.path.join(folder, 'camera.calibration'))
 
 
-def write_test_sequence(root, test_sequence, frames, seed=0, invalid=(1,)):
+def write_test_sequence(root, test_sequence, frames, seed=0):
     """annot_data.mat (HDF5 with a MATLAB header) and the full frames of TS<test_sequence>;
-    frames whose 0-based index is in ``invalid`` are marked invalid."""
+    every second frame (0-based index odd) is marked invalid."""
     import h5py
     folder = os.path.join(root, 'mpi_inf_3dhp_test_set', 'TS%d' % test_sequence)
     os.makedirs(os.path.join(folder, 'imageSequence'), exist_ok=True)
     camera = meta.TEST_CAMERA[test_sequence]
     size = meta.TEST_FRAME_SIZE[test_sequence]
-    a2, a3, u3 = sequence_poses((9 + test_sequence % 3, 13 + test_sequence % 3), frames, camera, seed)
+    a2, a3, u3 = sequence_poses(_test_motion(test_sequence), frames, camera, seed)
     for i in range(frames):
         path = os.path.join(folder, 'imageSequence', 'img_%06d.jpg' % (i + 1))
         if not cv2.imwrite(path, render(a2[i], a3[i], size, shade=10 * test_sequence), [cv2.IMWRITE_JPEG_QUALITY, 90]):
             raise OSError('cannot write %s' % path)
-    valid = np.array([[0.0 if i in invalid else 1.0] for i in range(frames)])
+    valid = np.array([[float(i % 2 == 0)] for i in range(frames)])
     activity = np.array([[1.0 + (i + test_sequence) % 7] for i in range(frames)])
     path = os.path.join(folder, 'annot_data.mat')
     with h5py.File(path, 'w', userblock_size=512) as f:
@@ -161,6 +177,46 @@ def generate_raw(root, *, subjects=(1, 2), sequences=(1,), cameras=(0, 4), frame
             write_train_sequence(root, s, q, cameras, frames, seed)
     for t in test_sequences:
         write_test_sequence(root, t, test_frames, seed)
+
+
+def generate_processed(image_root, train_labels_path, val_labels_path, *, subjects=(1, 2), sequences=(1,),
+                       cameras=(0, 4), frames=3, test_sequences=(1, 5), test_frames=3, seed=0, jpeg_quality=90,
+                       progress=True):
+    """Crops under ``image_root`` and the two label pickles, as the toolbox makes them from the raw
+    layout (the invalid test frames, every second one, are left out as the toolbox does). The person is drawn straight into the crop at its crop keypoints. Labels are
+    written last and atomically. Returns {'train': n, 'test': n}."""
+    jobs = [('train', s, q, c) for s in subjects for q in sequences for c in cameras]
+    jobs += [('test', t, None, meta.TEST_CAMERA[t]) for t in test_sequences]
+    splits = {'train': [], 'test': []}
+    for video_id, (split, a, b, camera) in enumerate(tqdm(jobs, desc='synthetic 3DHP', disable=not progress)):
+        n = frames if split == 'train' else test_frames
+        motion = _train_motion(a, b) if split == 'train' else _test_motion(a)
+        annot2, annot3, univ = sequence_poses(motion, n, camera, seed)
+        for i in range(n):
+            if split == 'train':
+                label = make_label(image_relpath=meta.train_image_relpath(a, b, camera, i + 1), joints_2d_px=annot2[i],
+                                   joints_3d_univ_mm=univ[i], frame_size=meta.TRAIN_FRAME_SIZE, subject=a, sequence=b,
+                                   camera_id=camera, image_id=i + 1, video_id=video_id, nposes=n)
+            elif i % 2 == 1:
+                continue
+            else:
+                label = make_label(image_relpath=meta.test_image_relpath(a, i + 1), joints_2d_px=annot2[i],
+                                   joints_3d_univ_mm=univ[i], frame_size=meta.TEST_FRAME_SIZE[a], subject=0, sequence=a,
+                                   camera_id=camera, image_id=i + 1, video_id=video_id, nposes=n,
+                                   activity=1 + (i + a) % 7)
+            path = os.path.join(image_root, label['image'])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # Limb widths follow depth in frame pixels; seen through the crop's zoom they are as far off as
+            # the crop is smaller than the box.
+            zoom = (meta.CROP_SIZE[0] - 1) / (label['scale'][0] * 200 - 1)
+            crop = render(label['joints_2d_gt_crop'].astype(np.float64), annot3[i] / zoom, meta.CROP_SIZE, shade=5 * camera)
+            if not cv2.imwrite(path, crop, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+                raise OSError('cannot write %s' % path)
+            splits[split].append(label)
+    for path, labels in ((train_labels_path, splits['train']), (val_labels_path, splits['test'])):
+        with atomic_open(path) as f:
+            pickle.dump(labels, f)
+    return {k: len(v) for k, v in splits.items()}
 
 
 def main(argv=None):
