@@ -20,7 +20,7 @@ Pure functions; inputs in millimetres, computed in float64 (the official MATLAB 
 and double precision: results agree to ~1e-4 mm, and a PCK differs only for an error within
 float rounding of a threshold).
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, List
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def evaluate_3dhp(pred_mm, gt_mm, test_sequence, valid=None, activity=None) -> D
     return report
 
 
-def format_table(report) -> Sequence[str]:
+def format_table(report) -> List[str]:
     """Printed lines: one per test sequence, then the overall row (PCK, AUC in %, MPJPE in mm)."""
     lines = ['%-8s %7s %7s %7s %11s' % ('sequence', 'frames', 'PCK', 'AUC', 'MPJPE (mm)')]
     rows = list(report['sequences'].items()) + list(report['scenes'].items()) + [('All', report['overall'])]
@@ -122,7 +122,7 @@ def format_table(report) -> Sequence[str]:
     return lines
 
 
-def summary(report: Optional[Dict]):
+def summary(report: Dict) -> Dict[str, float]:
     """The three reported numbers of the overall row: {'pck', 'auc', 'mpjpe_mm'}."""
     overall = report['overall']
     return {'pck': overall['pck'], 'auc': overall['auc'], 'mpjpe_mm': overall['mpjpe_mm']}

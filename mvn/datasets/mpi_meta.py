@@ -94,9 +94,8 @@ OUTDOOR_CAMERA = 14
 CROP_SIZE = (192, 256)
 
 # Ground truth: univ_annot3 ("scaled to the height of the universal skeleton used by Human3.6M")
-# is both the training target and the test reference; annot3 is the metric pose that projects
-# onto annot2. The 2D input is annot2 (ground truth).
-UNIVERSAL_SKELETON = True
+# is both the training target and the test reference, and its pelvis places the crop box;
+# annot3 is the metric pose that projects onto annot2. The 2D input is annot2 (ground truth).
 
 
 def official_training_crop_camera(camera):
