@@ -19,33 +19,29 @@ Evaluate a released checkpoint (default checkpoint/best_epoch_{backbone}.bin, or
     python train.py --config experiments/human36m/human36m.yaml --backbone hrnet_32 --eval
 """
 import argparse
-import math
 import os
 import signal
 import sys
-import time
 
-import numpy as np
 import torch
 
-from mvn import engine
-from mvn.datasets.build import (build_dataset, build_eval_loader, build_train_loader, ensure_synthetic_data)
+from mvn import registry
 from mvn.datasets.batch import BatchPreparer
-from mvn.datasets.evaluation import format_table, summarize
-from mvn.models.conpose import CA_PF
-from mvn.models.weights import load_checked, load_coco_backbone, load_model_checkpoint
+from mvn.datasets.build import build_dataset, build_eval_loader, build_train_loader, ensure_synthetic_data
+from mvn.evaluator import Evaluator
+from mvn.models.backbones import input_normalization
+from mvn.models.build import build_model
+from mvn.training import Trainer
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
 from mvn.utils.cfg import PATH_KEYS, config_differences, config_to_yaml, load_config
-from mvn.utils.monitor import Monitor, error_line, new_run_dir
-from mvn.utils.vis import pose_comparison
+from mvn.utils.monitor import Monitor, error_line, latest_run_dir, new_run_dir
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='experiment YAML')
-    parser.add_argument('--backbone', choices=['hrnet_32', 'hrnet_48', 'cpn', 'hrnet_tiny'],
+    parser.add_argument('--backbone', choices=list(registry.BACKBONES),
                         help="2D backbone preset (default: the config's model.backbone.type)")
     parser.add_argument('--eval', action='store_true', help='only evaluate a checkpoint')
     parser.add_argument('--eval_dataset', default='val', choices=['train', 'val'], help='split for --eval')
@@ -58,8 +54,6 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', choices=['auto', 'cuda', 'cpu'],
                         help='auto: CUDA (NCCL) when available, else the CPU (gloo)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=None, help='set by the launcher')
-    parser.add_argument('--azureroot', default='', help=argparse.SUPPRESS)   # official flag, no effect here
-    parser.add_argument('--frame', type=int, default=1, choices=[1], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.checkpoint and not args.eval:
         parser.error('--checkpoint is for --eval; to start training from a CA-PF checkpoint set model.checkpoint '
@@ -67,85 +61,6 @@ def parse_args(argv=None):
     if args.resume and args.eval:
         parser.error('--resume continues training; to evaluate a run, pass its best_epoch.bin as --checkpoint')
     return args
-
-
-def seed_epoch(seed, rank, epoch):
-    """Training randomness (sampling order, flips, stochastic depth) depends only on
-    (seed, rank, epoch), so a resumed run continues exactly as an uninterrupted one."""
-    value = (seed * 1_000_003 + rank * 10_007 + epoch) % (2 ** 31)
-    torch.manual_seed(value)
-    np.random.seed(value)
-    return value
-
-
-def build_model(cfg, args, device, monitor, resume=None):
-    """CA_PF on ``device``: the resumed state if given, else the evaluated or configured CA-PF
-    checkpoint, else COCO backbone weights (``model.backbone.init_weights``) and a fresh head."""
-    torch.manual_seed(args.seed)            # the official initialisation for a given seed
-    model = CA_PF(cfg)
-    backbone_cfg = cfg.model.backbone
-    weights = (args.checkpoint or 'checkpoint/best_epoch_%s.bin' % backbone_cfg.type) if args.eval \
-        else cfg.model.checkpoint
-    # A CA-PF checkpoint holds the backbone too (it loads strictly), so no COCO file is needed then.
-    if resume is not None:
-        load_checked(model, resume['model'], resume['path'])
-    elif weights:
-        load_model_checkpoint(model, weights, hint='place the released checkpoint there or pass --checkpoint'
-                              if args.eval and not args.checkpoint else '')
-        monitor.info('loaded CA-PF weights from %s' % weights)
-    elif backbone_cfg.init_weights:
-        load_coco_backbone(model.backbone, backbone_cfg.type, backbone_cfg.checkpoint)
-        monitor.info('loaded %s weights from %s' % (backbone_cfg.type, backbone_cfg.checkpoint))
-    elif backbone_cfg.checkpoint:
-        monitor.warning('model.backbone.init_weights is false: the %s backbone is randomly initialised'
-                        % backbone_cfg.type)
-    if args.sync_bn and device.type == 'cuda':
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    elif args.sync_bn:
-        monitor.warning('--sync_bn needs CUDA; ignored (a frozen backbone keeps its statistics anyway)')
-    model.to(device)
-    monitor.info('parameters: backbone %d, head %d' % (sum(p.numel() for p in model.backbone.parameters()),
-                                                         sum(p.numel() for p in model.volume_net.parameters())))
-    return model
-
-
-def save_resolved_config(resolved, resume, monitor):
-    """config.yaml (``resolved``: YAML text) of a new run. A resumed run keeps its config.yaml; a
-    changed config is named in a warning and saved beside it as config_resumed_epochNNN.yaml."""
-    if resume is None:
-        monitor.save_text('config.yaml', resolved)
-        return
-    changes = config_differences(resume['config'], resolved)
-    if changes:
-        monitor.warning('the config differs from the resumed run\'s: %s' % '; '.join(changes))
-        monitor.save_text('config_resumed_epoch%03d.yaml' % resume['epoch'], resolved)
-
-
-def run_evaluation(model, cfg, args, device, dataset, loader, monitor, epoch):
-    preparer = BatchPreparer(cfg.model.backbone.type, device, flip_test=cfg.val.flip_test,
-                             crop_width=cfg.model.image_shape[0])
-    results, predictions = engine.evaluate(model, loader, preparer, dataset, flip_test=cfg.val.flip_test,
-                                           amp=cfg.train.amp)
-    if results is None:
-        return None
-    summary = summarize(results)
-    monitor.save_json('eval_epoch_%03d.json' % epoch if not args.eval else 'eval_results.json',
-                      {'epoch': epoch, 'labels': dataset.labels_path, 'average_mm': summary,
-                       'actions_m': results})
-    monitor.scalars({'val/p1': summary['p1'], 'val/p2': summary['p2'], 'val/mpjve': summary['mpjve']}, epoch)
-    for tag, metric in (('p1', 'MPJPE'), ('p2', 'P_MPJPE'), ('mpjve', 'MPJVE')):
-        monitor.scalars({'val_actions/%s_%s' % (tag, name): 1000 * r[metric] for name, r in results.items()}, epoch)
-    if monitor.writer and cfg.vis_n_elements > 0:
-        full = build_dataset(cfg, 'train' if args.eval and args.eval_dataset == 'train' else 'val')
-        picks = np.linspace(0, len(full) - 1, min(cfg.vis_n_elements, len(full))).astype(int)
-        gt = full.labels['joints_3d']
-        pictures = []
-        for i in picks:
-            crop, _, _, keypoints_crop = full[i]
-            target = np.asarray(gt[i]) - np.asarray(gt[i][0])
-            pictures.append(pose_comparison(crop, keypoints_crop, predictions[i, 0].numpy(), target))
-        monitor.images('val/poses', pictures, epoch)
-    return results, summary
 
 
 def check_same_config_on_all_ranks(resolved, config_path, device):
@@ -160,114 +75,111 @@ def check_same_config_on_all_ranks(resolved, config_path, device):
                                if mismatch else 'another rank resolved another config than this one (rank 0)')
 
 
+def find_run(args, run_name, monitor):
+    """What ``--resume`` continues, read on rank 0 and handed to every rank (other nodes need
+    not see the log folder): (last.pth contents with its 'path', or None; the run directory to
+    continue, or None for a new one). ``--resume auto`` takes the newest run of this config,
+    also one stopped before its first last.pth."""
+    if not args.resume:
+        return None, None
+    found = None
+    if dist.is_main_process():
+        run_dir, path = None, args.resume
+        if args.resume == 'auto':
+            run_dir = latest_run_dir(args.logdir, run_name)
+            path = run_dir and os.path.join(run_dir, 'checkpoints', ckpt.LAST_NAME)
+            if run_dir is None:
+                monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
+            elif not os.path.isfile(path):
+                monitor.info('--resume auto: %s stopped before its first epoch ended; starting it again' % run_dir)
+                path = None
+        resume = dict(ckpt.load_resume_state(path), path=path) if path else None
+        if resume is not None:
+            run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        found = resume, run_dir
+    return dist.broadcast_object(found)
+
+
+def save_resolved_config(resolved, resume, monitor):
+    """config.yaml (``resolved``: YAML text) of a new run. A resumed run keeps its config.yaml; a
+    changed config is named in a warning and saved beside it as config_resumed_epochNNN.yaml."""
+    saved = resume['config'] if resume is not None else None
+    if saved is None and not os.path.isfile(monitor.path('config.yaml') or ''):
+        monitor.save_text('config.yaml', resolved)
+        return
+    if saved is None:
+        with open(monitor.path('config.yaml')) as f:
+            saved = f.read()
+    changes = config_differences(saved, resolved)
+    if changes:
+        epoch = resume['epoch'] if resume is not None else 0
+        monitor.warning('the config differs from the resumed run\'s: %s' % '; '.join(changes))
+        monitor.save_text('config_resumed_epoch%03d.yaml' % epoch, resolved)
+
+
+def build_evaluator(cfg, args, device, monitor):
+    """The evaluation of the split to evaluate, over this rank's contiguous shard."""
+    split = args.eval_dataset if args.eval else 'val'
+    dataset = build_dataset(cfg, split, shard=True)
+    loader = build_eval_loader(cfg, dataset, pin_memory=device.type == 'cuda')
+    preparer = BatchPreparer(device, normalize=input_normalization(cfg.model.backbone.type), skeleton=dataset.skeleton,
+                             crop_width=cfg.model.image_shape[0], flip_test=cfg.val.flip_test)
+    return Evaluator(dataset, loader, preparer, monitor, flip_test=cfg.val.flip_test, amp=cfg.train.amp,
+                     n_pictures=cfg.vis_n_elements)
+
+
+def build_training_data(cfg, args, device):
+    """The training loader and the batch preparation with its flips."""
+    dataset = build_dataset(cfg, 'train')
+    loader = build_train_loader(cfg, dataset, args.seed, pin_memory=device.type == 'cuda')
+    preparer = BatchPreparer(device, normalize=input_normalization(cfg.model.backbone.type), skeleton=dataset.skeleton,
+                             crop_width=cfg.model.image_shape[0], train=True)
+    return loader, preparer
+
+
 def main(args):
     device, notice = dist.init_distributed(args.device, args.local_rank)
-    main_process = dist.is_main_process()
-    cfg = load_config(args.config, backbone=args.backbone)
-    if args.epochs is not None:
-        cfg.train.n_epochs = args.epochs
-    resolved = config_to_yaml(cfg)
-    check_same_config_on_all_ranks(resolved, args.config, device)
-    run_name = ('eval_' if args.eval else '') + '%s_%s' % (os.path.splitext(os.path.basename(args.config))[0],
-                                                          cfg.model.backbone.type)
-
-    resume = None
-    if args.resume and main_process:
-        path = ckpt.find_latest_run(args.logdir, run_name) if args.resume == 'auto' else args.resume
-        resume = dict(ckpt.load_resume_state(path), path=path) if path else None
-    if args.resume:   # from rank 0: other nodes need not share its filesystem
-        resume = dist.broadcast_object(resume)
-    if resume is not None:
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(resume['path'])))
-    else:
-        run_dir = dist.broadcast_object(new_run_dir(args.logdir, run_name) if main_process else None)
-
-    with Monitor(run_dir, main=main_process) as monitor:
+    with Monitor(main=dist.is_main_process()) as monitor:      # files only once the run really starts
         if notice:
             monitor.info(notice)
-        if args.resume == 'auto' and resume is None:
-            monitor.warning('--resume auto: no earlier run of %s in %s, starting afresh' % (run_name, args.logdir))
-        monitor.info('run directory: %s (world size %d, device %s)' % (run_dir, dist.get_world_size(), device))
+        cfg = load_config(args.config, backbone=args.backbone)
+        if args.epochs is not None:
+            cfg.train.n_epochs = args.epochs
+        resolved = config_to_yaml(cfg)
+        check_same_config_on_all_ranks(resolved, args.config, device)
+        run_name = ('eval_' if args.eval else '') + '%s_%s' % (
+            os.path.splitext(os.path.basename(args.config))[0], cfg.model.backbone.type)
+        resume, run_dir = find_run(args, run_name, monitor)
         ensure_synthetic_data(cfg, log=monitor.info)
-        model = build_model(cfg, args, device, monitor, resume)
-        save_resolved_config(resolved, resume, monitor)     # once the weights fit the config
+        checkpoint = (args.checkpoint or 'checkpoint/best_epoch_%s.bin' % cfg.model.backbone.type) if args.eval \
+            else cfg.model.checkpoint
+        model, loaded = build_model(cfg, device, seed=args.seed, resume_state=resume, checkpoint=checkpoint,
+                                    sync_bn=args.sync_bn, checkpoint_hint='place the released checkpoint there or '
+                                    'pass --checkpoint' if args.eval and not args.checkpoint else '')
+        if resume is not None and resume['epoch'] >= cfg.train.n_epochs and not resume.get('pending'):
+            monitor.info('nothing left to do: %s has trained all %d epochs (raise --epochs to go on)'
+                         % (resume['path'], cfg.train.n_epochs))
+            return
+        evaluator = build_evaluator(cfg, args, device, monitor)
+        training_data = None if args.eval else build_training_data(cfg, args, device)
+
+        monitor.open(run_dir or (new_run_dir(args.logdir, run_name) if dist.is_main_process() else None))
+        monitor.info('run directory: %s (world size %d, device %s)' % (monitor.run_dir, dist.get_world_size(), device))
+        save_resolved_config(resolved, resume, monitor)
         monitor.text('config', '```\n%s```' % resolved)
-        val_dataset = build_dataset(cfg, args.eval_dataset if args.eval else 'val', shard=True)
-        val_loader = build_eval_loader(cfg, val_dataset, pin_memory=device.type == 'cuda')
         if args.eval:
-            evaluation = run_evaluation(model, cfg, args, device, val_dataset, val_loader, monitor, 0)
-            if evaluation is not None:
-                for line in format_table(evaluation[0]):
-                    monitor.info(line)
+            report = evaluator(model, 0, 'eval_results.json', checkpoint=os.path.abspath(checkpoint),
+                               checkpoint_epoch=loaded.get('epoch') if isinstance(loaded, dict) else None)
+            for line in report.table_lines() if report is not None else ():
+                monitor.info(line)
         else:
-            train(model, cfg, resolved, args, device, resume, val_dataset, val_loader, monitor)
-
-
-def train(model, cfg, resolved, args, device, resume, val_dataset, val_loader, monitor):
-    """The official schedule: AdamW on the head, evaluation every epoch, lr decay per epoch.
-    ``resolved``: the config as YAML text, stored in every last.pth."""
-    head_parameters = [p for p in model.volume_net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{'params': head_parameters, 'lr': cfg.train.volume_net_lr}],
-                                  weight_decay=cfg.train.weight_decay)
-    scaler = engine.make_grad_scaler(cfg.train.amp, device)
-    start_epoch, lr, best_p1 = 0, cfg.train.volume_net_lr, math.inf
-    if resume is not None:
-        optimizer.load_state_dict(resume['optimizer'])
-        if scaler is not None and resume.get('scaler'):
-            scaler.load_state_dict(resume['scaler'])
-        start_epoch, lr, best_p1 = resume['epoch'], resume['lr'], resume['best_p1']
-        if resume['seed'] != args.seed:
-            monitor.warning('resuming a run made with --seed %d under --seed %d' % (resume['seed'], args.seed))
-        monitor.info('resumed from %s: epoch %d done, lr %.6g, best p1 %s' % (resume['path'], start_epoch, lr, best_p1))
-    for group in optimizer.param_groups:
-        group['lr'] = lr
-
-    train_dataset = build_dataset(cfg, 'train')
-    train_loader = build_train_loader(cfg, train_dataset, args.seed, pin_memory=device.type == 'cuda')
-    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None)
-                 if dist.is_distributed() else model)
-    preparer = BatchPreparer(cfg.model.backbone.type, device, train=True, crop_width=cfg.model.image_shape[0])
-    monitor.info('training on %d frames, evaluating on %d frames' % (len(train_dataset), len(val_dataset.action)))
-    global_step = start_epoch * len(train_loader)
-
-    for epoch in range(start_epoch, cfg.train.n_epochs):
-        epoch_seed = seed_epoch(args.seed, dist.get_rank(), epoch)
-        preparer.generator.manual_seed(epoch_seed)
-        if hasattr(train_loader.sampler, 'set_epoch'):
-            train_loader.sampler.set_epoch(epoch)
-        else:
-            train_loader.generator.manual_seed(epoch_seed)
-        started = time.time()
-        stats = engine.train_one_epoch(ddp_model, optimizer, train_loader, preparer, epoch + 1,
-                                       grad_clip=cfg.loss.grad_clip, base_lr=cfg.train.volume_net_lr,
-                                       amp=cfg.train.amp, scaler=scaler, writer=monitor.writer,
-                                       global_step=global_step)
-        global_step = stats['global_step']
-        evaluation = run_evaluation(model, cfg, args, device, val_dataset, val_loader, monitor, epoch + 1)
-        if evaluation is not None:
-            summary = evaluation[1]
-            mean_p1, mean_p2 = round(summary['p1'], 1), round(summary['p2'], 1)
-            minutes = (time.time() - started) / 60
-            monitor.info('[Epoch %d] time: %.2fm | lr: %.6f | train-loss: %.3f | val-p1: %.1f | val-p2: %.1f'
-                         % (epoch + 1, minutes, lr, 1000 * stats['loss'], mean_p1, mean_p2))
-            if stats['skipped']:
-                monitor.warning('%d step(s) skipped for a NaN loss' % stats['skipped'])
-            monitor.scalars({'train/loss_epoch': 1000 * stats['loss'], 'time/epoch_s': 60 * minutes,
-                             'time/train_samples_per_s': stats['samples'] / max(stats['seconds'], 1e-9),
-                             'train/lr_epoch': lr}, epoch + 1)
-            if mean_p1 < best_p1:
-                best_p1 = mean_p1
-                path = monitor.path('checkpoints', ckpt.BEST_NAME)
-                ckpt.save_best(path, epoch + 1, lr, model, optimizer)
-                monitor.info('  --> new best model, saved to %s' % path)
-        lr *= cfg.train.volume_net_lr_decay
-        for group in optimizer.param_groups:
-            group['lr'] = lr
-        if dist.is_main_process():
-            ckpt.save_last(monitor.path('checkpoints', ckpt.LAST_NAME), epoch + 1, lr, best_p1, model, optimizer,
-                           resolved, args.seed, scaler)
-        dist.barrier()
-    monitor.info('done; best average P1 %.1f mm' % best_p1)
+            trainer = Trainer(model, cfg, device, seed=args.seed, monitor=monitor, config_yaml=resolved,
+                              evaluate=lambda m, epoch: evaluator(m, epoch, 'eval_epoch_%03d.json' % epoch))
+            if resume is not None:
+                trainer.restore(resume)
+            monitor.info('training on %d frames, evaluating on %d frames'
+                         % (len(training_data[0].dataset), evaluator.dataset.file_size))
+            trainer.fit(*training_data, n_epochs=cfg.train.n_epochs)
 
 
 class Terminated(BaseException):
@@ -283,7 +195,7 @@ def _on_sigterm(signum, frame, main_pid=os.getpid()):
 
 
 if __name__ == '__main__':
-    from mvn.datasets.human36m import DataError
+    from mvn.datasets.images import DataError
     from mvn.datasets.label_cache import LabelError
     from mvn.models.weights import WeightsError
     from mvn.utils.cfg import ConfigError

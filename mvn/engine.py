@@ -6,7 +6,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from mvn.datasets.batch import Prefetcher, merge_flip_test
+from mvn.datasets.batch import Prefetcher
 from mvn.models.loss import mpjpe
 from mvn.utils import dist
 from mvn.utils.cfg import ConfigError
@@ -106,18 +106,18 @@ def predict(model, loader, preparer, flip_test=True, amp='off', desc='eval'):
                 if flip_test:
                     pred = model(images[:, 0], keypoints_2d[:, 0], keypoints_crop[:, 0]).float()
                     pred_mirrored = model(images[:, 1], keypoints_2d[:, 1], keypoints_crop[:, 1]).float()
-                    pred = merge_flip_test(pred, pred_mirrored)
+                    pred = preparer.merge_flip_test(pred, pred_mirrored)
                 else:
                     pred = model(images, keypoints_2d, keypoints_crop).float()
             preds.append(pred)
             targets.append(joints_3d)
-    empty = torch.zeros((0, 1, 17, 3), device=device)
+    empty = torch.zeros((0, 1, preparer.skeleton.num_joints, 3), device=device)
     return (torch.cat(preds) if preds else empty), (torch.cat(targets) if targets else empty)
 
 
 def evaluate(model, loader, preparer, dataset, flip_test=True, amp='off'):
     """Runs every rank on its contiguous shard, gathers the shards in rank order and evaluates the
-    whole set once with the official protocol. Returns (per-action results, predictions) on
+    whole file once with the dataset's protocol. Returns (EvaluationReport, predictions) on
     rank 0 and (None, None) elsewhere; predictions are (N, 1, J, 3) metres on the CPU."""
     pred, target = predict(model, loader, preparer, flip_test=flip_test, amp=amp)
     if dataset.dist_size is not None:

@@ -3,6 +3,10 @@ import socket
 
 import yaml
 
+from mvn.datasets.batch import BatchPreparer
+from mvn.datasets.h36m_meta import SKELETON
+from mvn.models.backbones import input_normalization
+
 # A dataset small enough for seconds-long tests: 2 subjects (S1 train, S9 test), 2 actions.
 SMALL = dict(subjects=(1, 9), actions=(2, 3), subactions=(1, 2), cameras=(1, 2), frames=3, seed=0)
 
@@ -35,3 +39,9 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return str(s.getsockname()[1])
+
+
+def h36m_preparer(backbone, device, crop_width=192, **kwargs):
+    """BatchPreparer of Human3.6M batches for ``backbone`` (as train.py builds it)."""
+    return BatchPreparer(device, normalize=input_normalization(backbone), skeleton=SKELETON, crop_width=crop_width,
+                         **kwargs)

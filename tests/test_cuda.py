@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mvn.datasets.batch import BatchPreparer, Prefetcher
+from mvn.datasets.batch import Prefetcher
 from mvn.datasets.human36m import Human36MSingleViewDataset
-from tests.helpers import write_config
+from tests.helpers import h36m_preparer, write_config
 from tests.test_train import ENV, evaluate, run_dirs, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (the CPU twins run here)')
@@ -20,12 +20,12 @@ FP32 = dict(ENV, NVIDIA_TF32_OVERRIDE='0')
 
 @pytest.mark.parametrize('train_mode', [False, True])
 def test_prefetched_cuda_batches_equal_the_cpu_batches(processed_data, train_mode):
-    dataset = Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'], test=True,
+    dataset = Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'],
                                         progress=False)
     batches = {}
     for device, loader in (('cpu', DataLoader(dataset, batch_size=5)),
                            ('cuda', DataLoader(dataset, batch_size=5, pin_memory=True, num_workers=2))):
-        preparer = BatchPreparer('hrnet_32', device, train=train_mode, flip_test=not train_mode, seed=3)
+        preparer = h36m_preparer('hrnet_32', device, train=train_mode, flip_test=not train_mode, seed=3)
         batches[device] = list(Prefetcher(loader, preparer))     # kept: each must survive the next prefetch
     assert len(batches['cpu']) == len(batches['cuda']) == -(-len(dataset) // 5)
     for cpu, cuda in zip(batches['cpu'], batches['cuda']):
@@ -55,9 +55,9 @@ def test_cuda_evaluation_equals_the_cpu_evaluation(cuda_run):
     on_cpu, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval_cpu')
     on_cuda, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval_cuda', nproc=1,
                           device='cuda', env=FP32)
-    for action, values in on_cpu['actions_m'].items():
-        for metric in ('MPJPE', 'P_MPJPE', 'MPJVE'):     # cuDNN and CPU kernels round differently
-            assert on_cuda['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-4), (action, metric)
+    for action, values in on_cpu['actions'].items():
+        for metric in ('p1_mm', 'p2_mm', 'mpjve_mm'):     # cuDNN and CPU kernels round differently
+            assert on_cuda['actions'][action][metric] == pytest.approx(values[metric], rel=1e-4), (action, metric)
 
 
 @pytest.mark.parametrize('amp', ['bf16', 'fp16'])
@@ -76,6 +76,6 @@ def test_two_gpu_evaluation_equals_one_gpu(cuda_run):
                          device='cuda', env=FP32)
     double, _ = evaluate(cuda_run['config'], cuda_run['checkpoint'], cuda_run['base'] / 'eval2', nproc=2,
                          device='cuda', env=FP32)
-    for action, values in single['actions_m'].items():
-        for metric in ('MPJPE', 'P_MPJPE', 'MPJVE'):
-            assert double['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-5), (action, metric)
+    for action, values in single['actions'].items():
+        for metric in ('p1_mm', 'p2_mm', 'mpjve_mm'):
+            assert double['actions'][action][metric] == pytest.approx(values[metric], rel=1e-5), (action, metric)

@@ -7,12 +7,23 @@ import numpy as np
 import pytest
 
 from mvn.datasets import label_cache
+from mvn.datasets.base import shard_range
 from mvn.datasets.build import ensure_synthetic_data
-from mvn.datasets.human36m import DataError, Human36MSingleViewDataset, shard_range
-from mvn.datasets.label_cache import FIELDS, LabelError, cache_dir_for, load_labels
+from mvn.datasets.human36m import Human36MSingleViewDataset
+from mvn.datasets.images import DataError
+from mvn.datasets.label_cache import LabelError, cache_dir_for
 from mvn.utils.cfg import load_config
 from mvn.utils.img import crop_image
 from tests.helpers import write_config
+
+
+# The label fields of the Human3.6M dataset with its default (CPN) 2D keypoints.
+FIELDS = Human36MSingleViewDataset.fields('cpn')
+INTEGER_FIELDS = Human36MSingleViewDataset.integer_label_fields
+
+
+def load_labels(path, progress=True):
+    return label_cache.load_labels(path, FIELDS, INTEGER_FIELDS, progress=progress)
 
 
 @pytest.fixture
@@ -38,7 +49,7 @@ def test_cache_equals_the_pickle_bit_for_bit(labels_copy):
         expected = np.stack([np.asarray(entry[name]) for entry in labels])
         assert isinstance(column, np.memmap) or isinstance(column.base, np.memmap)
         assert np.array_equal(column, expected), name
-        if name not in label_cache.INTEGER_FIELDS:
+        if name not in INTEGER_FIELDS:
             assert column.dtype == expected.dtype, name
 
 
@@ -76,7 +87,7 @@ def test_an_interrupted_conversion_leaves_no_cache_behind(labels_copy, monkeypat
 
 
 def test_without_file_locks_a_conversion_finished_elsewhere_meanwhile_is_taken(labels_copy, monkeypatch):
-    columns = label_cache.columns_from_labels(read_pickle(labels_copy), labels_copy)
+    columns = label_cache.columns_from_labels(read_pickle(labels_copy), labels_copy, FIELDS, INTEGER_FIELDS)
     fingerprint = label_cache._fingerprint(labels_copy)
     cache_dir = cache_dir_for(labels_copy)
     load_labels(labels_copy, progress=False)                        # the other process's cache, in place
@@ -137,7 +148,7 @@ def test_missing_and_garbage_label_files(tmp_path):
 
 def test_items_are_crops_and_label_values(processed_data):
     dataset = Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'],
-                                        image_shape=[192, 256], train=False, test=True, progress=False)
+                                        image_shape=[192, 256], progress=False)
     labels = read_pickle(processed_data['val'])
     assert len(dataset) == len(labels)
     image, joints_3d, keypoints_2d, keypoints_crop = dataset[5]
@@ -149,9 +160,7 @@ def test_items_are_crops_and_label_values(processed_data):
     import cv2
     frame = cv2.imread(os.path.join(processed_data['root'], entry['image']))
     assert np.array_equal(image, crop_image(frame, entry['center'], entry['scale']))
-    expected_trial = (entry['action'] - 2) * 2 + entry['subaction'] - 1
-    assert dataset.labels_action_idx[5] == expected_trial
-    assert dataset.labels_subject_idx[5] == 5                 # S9 is the sixth subject
+    assert (dataset.labels['action'][5], dataset.labels['subject'][5]) == (entry['action'], entry['subject'])
 
 
 def test_shards_are_contiguous_and_cover_everything(processed_data):
@@ -199,3 +208,50 @@ def test_synthetic_data_is_made_once_and_again_when_its_settings_change(tmp_path
     assert len(load_labels(str(tmp_path / 'train.pkl'), progress=False)) == 2
     ensure_synthetic_data(config(3), log=said.append)              # other settings: made again
     assert len(said) == 2 and len(load_labels(str(tmp_path / 'train.pkl'), progress=False)) == 3
+
+
+def test_the_2d_source_picks_its_keypoints_and_the_cache_keeps_every_source(labels_copy, processed_data, monkeypatch):
+    labels = read_pickle(labels_copy)
+    root = processed_data['root']
+    gt = Human36MSingleViewDataset(root=root, labels_path=labels_copy, keypoints_2d='gt', progress=False)
+    cpn = Human36MSingleViewDataset(root=root, labels_path=labels_copy, progress=False)
+    for dataset, source in ((gt, 'gt'), (cpn, 'cpn')):
+        _, joints_3d, keypoints_2d, keypoints_crop = dataset[4]
+        assert np.array_equal(keypoints_2d, labels[4]['joints_2d_%s' % source])
+        assert np.array_equal(keypoints_crop, labels[4]['joints_2d_%s_crop' % source])
+        assert np.array_equal(joints_3d[0], labels[4]['joints_3d'])
+    assert not np.array_equal(gt[4][2], cpn[4][2])                  # the synthetic detections are noisy
+    # Both sources are now cached: neither needs the pickle again.
+    monkeypatch.setattr(label_cache, 'read_label_pickle', lambda path: pytest.fail('read the pickle again'))
+    for source in ('gt', 'cpn', 'joints_2d_gt'):
+        Human36MSingleViewDataset(root=root, labels_path=labels_copy, keypoints_2d=source, progress=False)
+
+
+def test_a_2d_source_the_labels_lack_names_the_file_and_the_key(labels_copy):
+    with pytest.raises(LabelError, match=r"^label file .*labels.pkl has no key 'joints_2d_hrnet'$"):
+        Human36MSingleViewDataset(root='x', labels_path=labels_copy, keypoints_2d='hrnet', progress=False)
+    labels = read_pickle(labels_copy)
+    for entry in labels:
+        entry['joints_2d_det'] = entry['joints_2d_cpn']           # a source without its crop keypoints
+    with open(labels_copy, 'wb') as f:
+        pickle.dump(labels, f)
+    with pytest.raises(LabelError, match=r"^label file .*labels.pkl has no key 'joints_2d_det_crop'$"):
+        Human36MSingleViewDataset(root='x', labels_path=labels_copy, keypoints_2d='det', progress=False)
+
+
+def test_labels_made_for_another_crop_size_are_refused(tmp_path, processed_data, monkeypatch):
+    with pytest.raises(DataError, match=r"h36m_validation.pkl: its crop keypoints \(joints_2d_cpn_crop\) were made "
+                                        r"for 192x256 crops, but model.image_shape is \[256, 256\]$"):
+        Human36MSingleViewDataset(root=processed_data['root'], labels_path=processed_data['val'],
+                                  image_shape=(256, 256), progress=False)
+    # Labels whose crop keypoints the label maker computed for 256x256 crops (cameras with
+    # 1000x1000 and 1000x1002 frames) fit that shape, and no longer 192x256.
+    from mvn.datasets import h36m_labels, synthetic
+    monkeypatch.setattr(h36m_labels, 'CROP_SIZE', (256, 256))
+    paths = [str(tmp_path / name) for name in ('images', 'train.pkl', 'val.pkl')]
+    synthetic.generate_processed(*paths, subjects=(1, 9), actions=(2,), subactions=(1,), cameras=(2, 4), frames=2,
+                                 progress=False)
+    for labels_path in paths[1:]:
+        Human36MSingleViewDataset(root=paths[0], labels_path=labels_path, image_shape=(256, 256), progress=False)
+        with pytest.raises(DataError, match='were made for 256x256 crops, but model.image_shape is \\[192, 256\\]'):
+            Human36MSingleViewDataset(root=paths[0], labels_path=labels_path, progress=False)

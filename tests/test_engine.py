@@ -7,11 +7,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from mvn import engine
-from mvn.datasets.batch import BatchPreparer
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.models.conpose import CA_PF
 from mvn.utils.cfg import ConfigError, load_config
-from tests.helpers import free_port, write_config
+from tests.helpers import free_port, h36m_preparer, write_config
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def test_a_nan_loss_skips_the_step(setup, monkeypatch):
     real_forward = model.forward
     monkeypatch.setattr(model, 'forward', lambda *a: real_forward(*a) * float('nan'))
     before = head_state(model)
-    stats = engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), 1)
+    stats = engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', train=True), 1)
     assert stats['skipped'] == len(loader) and stats['samples'] == 0 and math.isnan(stats['loss'])
     assert all(torch.equal(v, before[k]) for k, v in model.volume_net.state_dict().items())
 
@@ -46,20 +45,20 @@ def test_gradient_clipping_uses_clip_over_initial_lr(setup, monkeypatch):
     real_clip = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', lambda params, max_norm: seen.append(max_norm)
                         or real_clip(params, max_norm))
-    engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), 1,
+    engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', train=True), 1,
                            grad_clip=0.5, base_lr=0.001)
     assert seen == [pytest.approx(500.0)] * len(loader)
     seen.clear()
-    engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), 2)
+    engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', train=True), 2)
     assert seen == []
 
 
 def test_loss_is_sample_weighted_mpjpe_and_training_lowers_it(setup):
     model, loader, optimizer = setup
-    first = engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), 1)
+    first = engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', train=True), 1)
     assert first['samples'] == len(loader.dataset) and first['skipped'] == 0
     for epoch in range(2, 6):
-        last = engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), epoch)
+        last = engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', train=True), epoch)
     assert last['loss'] < first['loss']
 
 
@@ -70,10 +69,10 @@ def test_mixed_precision_trains_and_predicts(setup, amp):
         pytest.skip('fp16 autocast on the CPU needs torch >= 2.3')
     scaler = engine.make_grad_scaler(amp, torch.device('cpu'))
     assert (scaler is None) == (amp == 'bf16')
-    stats = engine.train_one_epoch(model, optimizer, loader, BatchPreparer('hrnet_tiny', 'cpu', train=True), 1,
+    stats = engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', train=True), 1,
                                    amp=amp, scaler=scaler)
     assert math.isfinite(stats['loss'])
-    pred, target = engine.predict(model, loader, BatchPreparer('hrnet_tiny', 'cpu', flip_test=True), amp=amp)
+    pred, target = engine.predict(model, loader, h36m_preparer('hrnet_tiny', 'cpu', flip_test=True), amp=amp)
     assert pred.dtype == torch.float32 and pred.shape == target.shape == (len(loader.dataset), 1, 17, 3)
 
 
@@ -86,7 +85,7 @@ def test_fp16_on_the_cpu_under_old_torch_is_a_config_error(monkeypatch):
 
 def test_amp_off_is_plain_fp32(setup):
     model, loader, _ = setup
-    preparer = BatchPreparer('hrnet_tiny', 'cpu', flip_test=False)
+    preparer = h36m_preparer('hrnet_tiny', 'cpu', flip_test=False)
     pred, _ = engine.predict(model, loader, preparer, flip_test=False, amp='off')
     with torch.no_grad():
         model.eval()
@@ -110,7 +109,7 @@ def _nan_on_rank_one(rank, port, config_path, processed_data, results):
     loader = DataLoader(dataset, batch_size=8, shuffle=False)
     optimizer = torch.optim.AdamW(model.volume_net.parameters(), lr=1e-3)
     stats = engine.train_one_epoch(DistributedDataParallel(model), optimizer, loader,
-                                   BatchPreparer('hrnet_tiny', 'cpu', train=True), 1)
+                                   h36m_preparer('hrnet_tiny', 'cpu', train=True), 1)
     results[rank] = stats['skipped']
     torch_dist.destroy_process_group()
 

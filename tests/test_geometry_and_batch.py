@@ -1,12 +1,34 @@
 """The crop transform and batch preparation (normalisation, root-relative target, flips)."""
 import cv2
 import numpy as np
+import pytest
 import torch
 
-from mvn.datasets.batch import (BatchPreparer, merge_flip_test, mirror_crop_keypoints, mirror_images, mirror_poses,
-                                normalize_images, root_relative)
-from mvn.datasets.h36m_meta import JOINTS_LEFT, JOINTS_RIGHT
+from mvn.datasets import batch as batch_module
+from mvn.datasets.batch import mirror_images, root_relative
+from mvn.datasets.h36m_meta import JOINTS_LEFT, JOINTS_RIGHT, SKELETON
+from mvn.models.backbones import input_normalization
 from mvn.utils.img import crop_image, crop_transform, transform_points
+from tests.helpers import h36m_preparer
+
+# The Human3.6M flips and a backbone's normalisation, as batch preparation applies them.
+PERM = SKELETON.flip_permutation()
+
+
+def mirror_poses(joints):
+    return batch_module.mirror_poses(joints, PERM)
+
+
+def mirror_crop_keypoints(keypoints, crop_width):
+    return batch_module.mirror_crop_keypoints(keypoints, crop_width, PERM)
+
+
+def merge_flip_test(pred, pred_mirrored):
+    return batch_module.merge_flip_test(pred, pred_mirrored, PERM)
+
+
+def normalize_images(images, backbone):
+    return input_normalization(backbone)(torch.flip(images, [-1]) / 255.0)
 
 
 def test_crop_transform_maps_the_box_as_specified():
@@ -70,6 +92,20 @@ def test_root_relative_target():
     assert torch.equal(joints, torch.arange(51, dtype=torch.float64).reshape(1, 1, 17, 3))   # input kept
 
 
+def test_root_and_flips_follow_the_dataset_skeleton():
+    from mvn.datasets.skeleton import Skeleton
+    skeleton = Skeleton(('a', 'b', 'c', 'd', 'e'), root=2, left=(0, 3), right=(4, 1), parents=(2, 2, -1, 2, 2))
+    assert skeleton.flip_permutation() == [4, 3, 2, 1, 0]
+    joints = torch.arange(15, dtype=torch.float64).reshape(1, 1, 5, 3)
+    by_hand = torch.tensor([[-6.0, -6, -6], [-3, -3, -3], [0, 0, 0], [3, 3, 3], [6, 6, 6]])
+    assert torch.equal(root_relative(joints, skeleton.root)[0, 0], by_hand.double())
+    mirrored = batch_module.mirror_poses(joints, skeleton.flip_permutation())[0, 0]
+    assert mirrored.tolist() == [[-12, 13, 14], [-9, 10, 11], [-6, 7, 8], [-3, 4, 5], [0, 1, 2]]
+    for bad in (dict(left=(0,), right=(0,)), dict(root=1), dict(parents=(2, 2, -1, 2))):
+        with pytest.raises(ValueError, match='skeleton'):
+            Skeleton(**dict(dict(joint_names='abcde', root=2, left=(0,), right=(4,), parents=(2, 2, -1, 2, 2)), **bad))
+
+
 def test_flips_are_involutions_and_keep_left_right_meaning():
     images, joints_3d, keypoints_2d, keypoints_crop = batch_of()
     assert torch.equal(mirror_poses(mirror_poses(joints_3d)), joints_3d)
@@ -100,10 +136,10 @@ def test_training_flip_is_seeded_and_whole_batch():
     batch = batch_of()
     decisions = []
     for _ in range(2):
-        preparer = BatchPreparer('hrnet_32', 'cpu', train=True, seed=5)
+        preparer = h36m_preparer('hrnet_32', 'cpu', train=True, seed=5)
         decisions.append([torch.equal(preparer(batch)[3], batch[3]) for _ in range(12)])
     assert decisions[0] == decisions[1] and 0 < sum(decisions[0]) < 12
-    preparer = BatchPreparer('hrnet_32', 'cpu', train=True, seed=5)
+    preparer = h36m_preparer('hrnet_32', 'cpu', train=True, seed=5)
     for kept in decisions[0]:
         images, joints_3d, keypoints_2d, keypoints_crop = preparer(batch)
         plain = normalize_images(batch[0], 'hrnet_32')
@@ -114,7 +150,7 @@ def test_training_flip_is_seeded_and_whole_batch():
 
 
 def test_flip_test_stacks_and_merges_back():
-    images, joints_3d, keypoints_2d, keypoints_crop = BatchPreparer('cpn', 'cpu', flip_test=True)(batch_of())
+    images, joints_3d, keypoints_2d, keypoints_crop = h36m_preparer('cpn', 'cpu', flip_test=True)(batch_of())
     assert images.shape == (3, 2, 256, 192, 3) and keypoints_crop.shape == (3, 2, 17, 2)
     assert torch.equal(images[:, 1], mirror_images(images[:, 0]))
     assert joints_3d.shape == (3, 1, 17, 3)

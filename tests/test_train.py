@@ -73,9 +73,9 @@ def test_tensorboard_holds_the_expected_tags(trained):
     assert [e.step for e in events.Scalars('val/p1')] == [1, 2]
     with open(os.path.join(trained['run_dir'], 'eval_epoch_002.json')) as f:
         epoch2 = json.load(f)
-    assert events.Scalars('val/p1')[1].value == pytest.approx(epoch2['average_mm']['p1'], rel=1e-6)
+    assert events.Scalars('val/p1')[1].value == pytest.approx(epoch2['summary']['p1_mm'], rel=1e-6)
     assert events.Scalars('val_actions/p2_Directions')[1].value == pytest.approx(
-        1000 * epoch2['actions_m']['Directions']['P_MPJPE'], rel=1e-6)
+        epoch2['actions']['Directions']['p2_mm'], rel=1e-6)
 
 
 def test_best_checkpoint_is_official_and_loads_strictly(trained):
@@ -112,14 +112,14 @@ def test_two_process_evaluation_equals_one_process(trained, processed_data):
     table = [line for line in stdout.splitlines() if re.fullmatch(r'\w+: p1=[\d.]+, p2=[\d.]+, e_vel=[\d.]+', line)]
     assert [line.split(':')[0] for line in table] == ['Directions', 'Discussion']
     avg = re.search(r'avg p1: ([\d.]+) p2: ([\d.]+) MPJVE: ([\d.]+)', stdout)
-    assert float(avg.group(1)) == round(single['average_mm']['p1'], 1)
+    assert float(avg.group(1)) == round(single['summary']['p1_mm'], 1)
     assert 'gloo' in stdout2
     # Same frames, same order; only float32 rounding may differ (CPU kernels vary with batch size).
     assert double['labels'] == single['labels']
-    for action, values in single['actions_m'].items():
-        assert double['actions_m'][action]['frame_count'] == values['frame_count']
-        for metric in ('MPJPE', 'P_MPJPE', 'MPJVE'):
-            assert double['actions_m'][action][metric] == pytest.approx(values[metric], rel=1e-6), (action, metric)
+    for action, values in single['actions'].items():
+        assert double['actions'][action]['frames'] == values['frames']
+        for metric in ('p1_mm', 'p2_mm', 'mpjve_mm'):
+            assert double['actions'][action][metric] == pytest.approx(values[metric], rel=1e-6), (action, metric)
 
 
 def two_nodes(*args, cwds, timeout=600):

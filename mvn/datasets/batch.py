@@ -2,59 +2,38 @@
 
 A loader batch is (images uint8 (B, H, W, 3) BGR, joints_3d (B, 1, J, 3) metres, keypoints_2d
 (B, J, 2) normalised screen coordinates, keypoints_2d_crop (B, J, 2) crop pixels). Prepared:
-float32 RGB images normalised for the backbone, a root-relative 3D target, and either a training
-flip (the whole batch, probability 0.5) or, for the flip test, a second mirrored copy stacked on
-dim 1. Arithmetic happens in the loader's dtypes before the final cast, as in the official code.
+float32 RGB images normalised for the backbone, a 3D target relative to the skeleton's root, and
+either a training flip (the whole batch, probability 0.5) or, for the flip test, a second
+mirrored copy stacked on dim 1. Mirroring exchanges the skeleton's left and right joints.
+Arithmetic happens in the loader's dtypes before the final cast, as in the official code.
 """
 import torch
 
-from mvn.datasets.h36m_meta import JOINTS_LEFT, JOINTS_RIGHT
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CPN_PIXEL_MEANS = (122.7717, 115.9465, 102.9801)    # RGB, 0..255
-_SWAP_FROM = JOINTS_RIGHT + JOINTS_LEFT
-_SWAP_TO = JOINTS_LEFT + JOINTS_RIGHT
-
-
-def normalize_images(images, backbone):
-    """uint8 BGR (B, H, W, 3) -> float32 RGB: ImageNet mean/std (HRNet) or CPN's mean only."""
-    images = torch.flip(images, [-1])
-    if backbone == 'cpn':
-        mean = torch.tensor(CPN_PIXEL_MEANS, device=images.device) / 255.0
-        return images / 255.0 - mean
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device)
-    std = torch.tensor(IMAGENET_STD, device=images.device)
-    return (images / 255.0 - mean) / std
-
-
-def root_relative(joints_3d):
-    """(B, 1, J, 3): joints 1.. minus joint 0, joint 0 set to zero (a new tensor)."""
-    out = joints_3d.clone()
-    out[:, :, 1:] -= out[:, :, :1]
-    out[:, :, 0] = 0
+def root_relative(joints_3d, root=0):
+    """(B, 1, J, 3): every joint minus the root joint, the root set to zero (a new tensor)."""
+    out = joints_3d - joints_3d[:, :, root:root + 1]
+    out[:, :, root] = 0
     return out
 
 
-def swap_left_right(joints):
-    """Exchanges left and right joints along dim -2 (a new tensor)."""
-    out = joints.clone()
-    out[..., _SWAP_TO, :] = joints[..., _SWAP_FROM, :]
-    return out
+def swap_left_right(joints, flip_permutation):
+    """Exchanges left and right joints along dim -2: out[..., j, :] = joints[..., perm[j], :]."""
+    return joints[..., list(flip_permutation), :]
 
 
-def mirror_poses(joints):
+def mirror_poses(joints, flip_permutation):
     """Mirror of 2D screen or 3D camera poses (..., J, C): x -> -x, then left <-> right."""
     out = joints.clone()
     out[..., 0] *= -1
-    return swap_left_right(out)
+    return swap_left_right(out, flip_permutation)
 
 
-def mirror_crop_keypoints(keypoints, crop_width):
+def mirror_crop_keypoints(keypoints, crop_width, flip_permutation):
     """Mirror of crop-pixel keypoints (..., J, 2): x -> W - x - 1, then left <-> right."""
     out = keypoints.clone()
     out[..., 0] = crop_width - out[..., 0] - 1
-    return swap_left_right(out)
+    return swap_left_right(out, flip_permutation)
 
 
 def mirror_images(images):
@@ -62,44 +41,54 @@ def mirror_images(images):
     return torch.flip(images, [-2])
 
 
-def merge_flip_test(pred, pred_mirrored):
+def merge_flip_test(pred, pred_mirrored, flip_permutation):
     """Average of a prediction and the mirrored-back prediction of the mirrored input, (B, 1, J, 3)."""
-    return torch.cat((pred, mirror_poses(pred_mirrored)), dim=1).mean(dim=1, keepdim=True)
+    return torch.cat((pred, mirror_poses(pred_mirrored, flip_permutation)), dim=1).mean(dim=1, keepdim=True)
 
 
 class BatchPreparer:
     """Moves a loader batch to ``device`` and prepares it (see the module docstring).
 
+    ``normalize``: the backbone's input normalisation, RGB in [0, 1] -> its input
+    (``mvn.models.backbones.input_normalization``); ``skeleton``: the dataset's joint layout.
     ``train``: flip the whole batch with probability 0.5, drawn from a generator seeded with
     ``seed`` so a run is reproducible. ``flip_test`` (evaluation): every returned tensor gains a
     dim 1 of size 2, [original, mirrored].
     """
 
-    def __init__(self, backbone, device, train=False, flip_test=False, seed=0, crop_width=192):
-        self.backbone = backbone
+    def __init__(self, device, *, normalize, skeleton, crop_width, train=False, flip_test=False, seed=0):
         self.device = torch.device(device)
+        self.normalize = normalize
+        self.skeleton = skeleton
+        self.flip_permutation = skeleton.flip_permutation()
+        self.crop_width = crop_width
         self.train = train
         self.flip_test = flip_test and not train
-        self.crop_width = crop_width
         self.generator = torch.Generator().manual_seed(seed)
 
     def to_device(self, tensor):
         non_blocking = self.device.type == 'cuda'
         return tensor.to(self.device, non_blocking=non_blocking)
 
+    def mirror(self, images, keypoints_2d, keypoints_crop):
+        perm = self.flip_permutation
+        return (mirror_images(images), mirror_poses(keypoints_2d, perm),
+                mirror_crop_keypoints(keypoints_crop, self.crop_width, perm))
+
+    def merge_flip_test(self, pred, pred_mirrored):
+        return merge_flip_test(pred, pred_mirrored, self.flip_permutation)
+
     def __call__(self, batch):
         images, joints_3d, keypoints_2d, keypoints_crop = (self.to_device(t) for t in batch)
-        images = normalize_images(images, self.backbone)
-        joints_3d = root_relative(joints_3d)
+        images = self.normalize(torch.flip(images, [-1]) / 255.0)          # BGR -> RGB in [0, 1]
+        joints_3d = root_relative(joints_3d, self.skeleton.root)
         if self.train and torch.rand((), generator=self.generator).item() < 0.5:
-            images = mirror_images(images)
-            keypoints_2d = mirror_poses(keypoints_2d)
-            keypoints_crop = mirror_crop_keypoints(keypoints_crop, self.crop_width)
-            joints_3d = mirror_poses(joints_3d)
+            images, keypoints_2d, keypoints_crop = self.mirror(images, keypoints_2d, keypoints_crop)
+            joints_3d = mirror_poses(joints_3d, self.flip_permutation)
         if self.flip_test:
-            images = torch.stack([images, mirror_images(images)], dim=1)
-            keypoints_2d = torch.stack([keypoints_2d, mirror_poses(keypoints_2d)], dim=1)
-            keypoints_crop = torch.stack([keypoints_crop, mirror_crop_keypoints(keypoints_crop, self.crop_width)], dim=1)
+            mirrored = self.mirror(images, keypoints_2d, keypoints_crop)
+            images, keypoints_2d, keypoints_crop = (torch.stack([x, m], dim=1) for x, m in
+                                                    zip((images, keypoints_2d, keypoints_crop), mirrored))
         return images.float(), joints_3d.float(), keypoints_2d.float(), keypoints_crop.float()
 
 

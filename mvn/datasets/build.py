@@ -1,14 +1,35 @@
-"""Datasets and loaders from a config, for training and for sharded evaluation."""
+"""Datasets and loaders from a config (``dataset.kind`` picks the class in mvn.registry), for
+training and for sharded evaluation."""
+import inspect
 import json
 import os
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mvn.datasets.human36m import Human36MSingleViewDataset
-from mvn.datasets.synthetic import generate_processed
+from mvn import registry
 from mvn.utils import dist
+from mvn.utils.cfg import ConfigError
 from mvn.utils.io import atomic_open, file_lock
+
+
+def dataset_class(kind):
+    """The PoseDataset subclass registered as ``kind``; ValueError listing the known kinds otherwise."""
+    return registry.resolve(registry.entry(registry.DATASETS, kind, 'dataset kind'))
+
+
+def synthetic_arguments(cfg):
+    """``dataset.synthetic`` as arguments of the dataset kind's generator (lists as tuples);
+    a key the generator does not take is a ConfigError naming the ones it does."""
+    generator = dataset_class(cfg.dataset.kind).make_synthetic
+    if generator is None:
+        raise ConfigError("config key 'dataset.synthetic': dataset kind '%s' has no synthetic data" % cfg.dataset.kind)
+    parameters = inspect.signature(generator).parameters
+    known = [name for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY and name != 'progress']
+    for key in cfg.dataset.synthetic:
+        if key not in known:
+            raise ConfigError("unknown config key 'dataset.synthetic.%s'; choose from %s" % (key, ', '.join(known)))
+    return generator, {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.dataset.synthetic.items()}
 
 
 def ensure_synthetic_data(cfg, log=print):
@@ -20,6 +41,7 @@ def ensure_synthetic_data(cfg, log=print):
     spec = cfg.dataset.synthetic
     if not spec:
         return
+    generator, arguments = synthetic_arguments(cfg)
     paths = (cfg.dataset.train_labels_path, cfg.dataset.val_labels_path)
     stamp = cfg.dataset.train_labels_path + '.synthetic.json'
     os.makedirs(os.path.dirname(os.path.abspath(stamp)), exist_ok=True)
@@ -31,8 +53,7 @@ def ensure_synthetic_data(cfg, log=print):
             current = False
         if not (current and all(os.path.isfile(p) for p in paths)):
             log('generating the synthetic dataset under %s' % cfg.dataset.root)
-            arguments = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()}
-            generate_processed(cfg.dataset.root, *paths, progress=dist.is_main_process(), **arguments)
+            generator(cfg.dataset.root, *paths, progress=dist.is_main_process(), **arguments)
             with atomic_open(stamp, 'w') as f:
                 json.dump(spec, f, sort_keys=True)
     dist.barrier()      # where locks are refused, no rank reads files another is still writing
@@ -45,10 +66,9 @@ def labels_path(cfg, split):
 def build_dataset(cfg, split, shard=False):
     """The dataset of ``split`` ('train' or 'val'); with ``shard`` only this rank's contiguous part."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if shard and dist.is_distributed() else (None, None)
-    return Human36MSingleViewDataset(root=cfg.dataset.root, labels_path=labels_path(cfg, split),
-                                     image_shape=cfg.model.image_shape, train=split == 'train',
-                                     test=split != 'train', rank=rank, world_size=world,
-                                     progress=dist.is_main_process())
+    return dataset_class(cfg.dataset.kind)(
+        root=cfg.dataset.root, labels_path=labels_path(cfg, split), image_shape=cfg.model.image_shape,
+        keypoints_2d=cfg.dataset.keypoints_2d, rank=rank, world_size=world, progress=dist.is_main_process())
 
 
 def build_train_loader(cfg, dataset, seed, pin_memory):

@@ -4,11 +4,12 @@ For each of the 30 action trials (action 2..16 x subaction 1..2), over its frame
 order: P1 = MPJPE, P2 = P-MPJPE (per-frame similarity Procrustes), MPJVE = velocity error along
 that frame sequence. Each is weighted by the trial's frame count, the two trials of an action are
 merged, and the reported average is the plain mean over the actions. Inputs in metres; the
-table is printed in millimetres.
+table, the JSON and TensorBoard get millimetres (``ActionReport``).
 """
 import numpy as np
 
 from mvn.datasets.h36m_meta import ACTION_NAMES, action_trial_index
+from mvn.datasets.report import EvaluationReport
 from mvn.models.loss import mpjpe, mpjve, p_mpjpe
 
 METRICS = ('MPJPE', 'P_MPJPE', 'MPJVE')
@@ -70,3 +71,26 @@ def format_table(results):
     avg = summarize(results)
     lines.append('avg p1: %s p2: %s MPJVE: %s' % (round(avg['p1'], 1), round(avg['p2'], 1), round(avg['mpjve'], 2)))
     return lines
+
+
+class ActionReport(EvaluationReport):
+    """The Human3.6M protocol's report: a row per action (p1_mm, p2_mm, mpjve_mm, frames), the
+    plain means over the actions, and the best-checkpoint score: the average P1 rounded to
+    0.1 mm, as the official code compares it. ``results``: evaluate_by_action's (metres)."""
+
+    group_name = 'actions'
+    score_name = 'average P1'
+    score_unit = 'mm'
+    epoch_columns = ('p1_mm', 'p2_mm')
+
+    def __init__(self, results):
+        average = summarize(results)
+        rows = {name: {'p1_mm': 1000 * r['MPJPE'], 'p2_mm': 1000 * r['P_MPJPE'], 'mpjve_mm': 1000 * r['MPJVE'],
+                       'frames': r['frame_count']} for name, r in results.items()}
+        summary = {'p1_mm': average['p1'], 'p2_mm': average['p2'], 'mpjve_mm': average['mpjve']}
+        super().__init__(rows, summary, score=round(average['p1'], 1))
+        self.results = results
+
+    def table_lines(self):
+        return format_table(self.results)
+

@@ -7,21 +7,24 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mvn.datasets.skeleton import Skeleton
+
 # 17-joint layout: 0 pelvis (root), 1-3 right hip/knee/ankle, 4-6 left hip/knee/ankle, 7 spine,
 # 8 thorax, 9 neck/nose, 10 head, 11-13 left shoulder/elbow/wrist, 14-16 right shoulder/elbow/wrist.
-NUM_JOINTS = 17
-ROOT_JOINT = 0
+JOINT_NAMES = ('pelvis', 'right_hip', 'right_knee', 'right_ankle', 'left_hip', 'left_knee', 'left_ankle',
+               'spine', 'thorax', 'neck_nose', 'head', 'left_shoulder', 'left_elbow', 'left_wrist',
+               'right_shoulder', 'right_elbow', 'right_wrist')
 JOINTS_LEFT = [4, 5, 6, 11, 12, 13]
 JOINTS_RIGHT = [1, 2, 3, 14, 15, 16]
 # Parent of every joint in the 17-joint skeleton (-1 for the root); used to draw and to generate poses.
 PARENTS = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]
+SKELETON = Skeleton(JOINT_NAMES, root=0, left=JOINTS_LEFT, right=JOINTS_RIGHT, parents=PARENTS)
 # The 17 joints as indices into Human3.6M's 32-joint mocap skeleton.
 H36M_32_TO_17 = [0, 1, 2, 3, 6, 7, 8, 12, 16, 14, 15, 17, 18, 19, 25, 26, 27]
 
 TRAIN_SUBJECTS = [1, 5, 6, 7, 8]
 TEST_SUBJECTS = [9, 11]
 SUBJECTS = TRAIN_SUBJECTS + TEST_SUBJECTS
-SUBJECT_NAMES = ['S%d' % s for s in SUBJECTS]
 ACTIONS = list(range(2, 17))            # action 1 ("_ALL") is not used
 SUBACTIONS = [1, 2]
 CAMERA_IDS = ['54138969', '55011271', '58860488', '60457274']   # camera index 1..4
@@ -32,11 +35,11 @@ CAMERA_RESOLUTION = {'54138969': (1000, 1002), '55011271': (1000, 1000),
 ACTION_NAMES = ['Directions', 'Discussion', 'Eating', 'Greeting', 'Phoning', 'Posing', 'Purchases',
                 'Sitting', 'SittingDown', 'Smoking', 'TakingPhoto', 'Waiting', 'Walking',
                 'WalkingDog', 'WalkingTogether']              # actions 2..16
-ACTION_TRIAL_NAMES = ['%s-%d' % (name, trial) for name in ACTION_NAMES for trial in (1, 2)]
 
 
 def action_trial_index(action, subaction):
-    """Index into ACTION_TRIAL_NAMES: (action - 2) * 2 + (subaction - 1). Works on arrays too."""
+    """Action-trial index (Directions-1, Directions-2, Discussion-1, ...): (action - 2) * 2 +
+    (subaction - 1). Works on arrays too."""
     return (action - 2) * 2 + (subaction - 1)
 
 

@@ -2,15 +2,17 @@
 
 The official label files are pickled lists of one dict per frame (1.5 M for training). Loading
 them costs minutes and gigabytes in every process. Here a pickle is converted once into one
-``.npy`` file per field that training and evaluation use, in ``<labels>.cache/`` beside it; later
-runs memory-map those files, so every rank and loader worker shares one copy in the page cache.
+``.npy`` file per field that training and evaluation use (the dataset class names them), in
+``<labels>.cache/`` beside it; later runs memory-map those files, so every rank and loader worker
+shares one copy in the page cache.
 
-The cache is rebuilt when the pickle changes (size, mtime or a content fingerprint) or when any
-cache file is damaged. It is written into a temporary folder and renamed into place, under a
+The cache is rebuilt when the pickle changes (size, mtime or a content fingerprint), when any
+cache file is damaged, or when a field it lacks is asked for (it then keeps the fields it had). It is written into a temporary folder and renamed into place, under a
 file lock, so an interrupted conversion never leaves a cache that would be used.
 """
 import hashlib
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -22,13 +24,7 @@ import numpy as np
 from mvn.utils.io import file_lock
 
 CACHE_VERSION = 1
-# name -> per-frame shape; dtypes are the pickle's own (ints are checked to fit int32).
-FIELDS = {
-    'subject': (), 'action': (), 'subaction': (), 'camera_id': (), 'image_id': (),
-    'joints_3d': (17, 3), 'joints_2d_cpn': (17, 2), 'joints_2d_cpn_crop': (17, 2),
-    'center': (2,), 'scale': (2,),
-}
-INTEGER_FIELDS = ('subject', 'action', 'subaction', 'camera_id', 'image_id')
+logger = logging.getLogger(__name__)
 
 
 class LabelError(ValueError):
@@ -63,18 +59,22 @@ def read_label_pickle(path):
     return labels
 
 
-def columns_from_labels(labels, source):
-    """The FIELDS of a list of label dicts as arrays {name: (N, *shape)}, values bit for bit
-    (a field whose entries differ in dtype gets their common type, which holds them exactly)."""
+def columns_from_labels(labels, source, fields, integer_fields=()):
+    """``fields`` ({name: per-frame shape}) of a list of label dicts as arrays {name: (N, *shape)},
+    values bit for bit (a field whose entries differ in dtype gets their common type, which holds
+    them exactly); ``integer_fields`` are stored as int32, checked to fit."""
     for i, entry in enumerate(labels):
         if not isinstance(entry, dict):
             raise LabelError('%s: entry %d is a %s, expected a dict' % (source, i, type(entry).__name__))
     columns = {}
-    for name, shape in FIELDS.items():
+    for name, shape in fields.items():
+        shape = tuple(shape)
         try:
             values = [entry[name] for entry in labels]
         except KeyError:
             i = next(i for i, entry in enumerate(labels) if name not in entry)
+            if i == 0:
+                raise LabelError("label file %s has no key '%s'" % (source, name)) from None
             raise LabelError("%s: entry %d has no key '%s'" % (source, i, name)) from None
         try:
             column = np.array(values)
@@ -84,7 +84,7 @@ def columns_from_labels(labels, source):
             i = next(i for i, v in enumerate(values) if np.shape(v) != shape)
             raise LabelError("%s: entry %d key '%s' has shape %s, expected %s"
                              % (source, i, name, np.shape(values[i]), shape))
-        if name in INTEGER_FIELDS:
+        if name in integer_fields:
             as_int32 = column.astype(np.int32)
             if not np.array_equal(as_int32, column):
                 raise LabelError("%s: key '%s' holds values that are not 32-bit integers" % (source, name))
@@ -100,23 +100,24 @@ class LabelTable:
     only the paths, and the worker maps the same files again.
     """
 
-    def __init__(self, labels_path, cache_dir, columns=None):
+    def __init__(self, labels_path, cache_dir, fields, columns=None):
         self.labels_path = labels_path
         self.cache_dir = cache_dir
+        self.fields = tuple(fields)
         self._columns = columns
 
     @property
     def columns(self):
         if self._columns is None:
             self._columns = {name: np.load(os.path.join(self.cache_dir, name + '.npy'), mmap_mode='r')
-                             for name in FIELDS}
+                             for name in self.fields}
         return self._columns
 
     def __getitem__(self, name):
         return self.columns[name]
 
     def __len__(self):
-        return len(self.columns['subject'])
+        return len(self.columns[self.fields[0]])
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -125,20 +126,29 @@ class LabelTable:
         return state
 
 
-def _cache_is_valid(cache_dir, fingerprint):
+def _cached_fields(cache_dir, fingerprint):
+    """{name: (per-frame shape, dtype)} of a complete cache of this pickle version, else None."""
     try:
         with open(os.path.join(cache_dir, 'manifest.json')) as f:
             manifest = json.load(f)
         if manifest.get('version') != CACHE_VERSION or manifest.get('source') != fingerprint:
-            return False
-        for name in FIELDS:
-            spec = manifest['fields'][name]
+            return None
+        cached = {}
+        for name, spec in manifest['fields'].items():
             array = np.load(os.path.join(cache_dir, name + '.npy'), mmap_mode='r')
             if list(array.shape) != spec['shape'] or str(array.dtype) != spec['dtype']:
-                return False
-        return True
-    except (OSError, ValueError, KeyError, TypeError, EOFError):
-        return False
+                return None
+            cached[name] = (tuple(spec['shape'][1:]), spec['dtype'])
+        return cached
+    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError):
+        return None
+
+
+def _cache_is_valid(cache_dir, fingerprint, fields=None):
+    """True if the cache is complete for this pickle and holds ``fields`` ({name: shape}; None: any)."""
+    cached = _cached_fields(cache_dir, fingerprint)
+    return cached is not None and all(name in cached and cached[name][0] == tuple(shape)
+                                      for name, shape in (fields or {}).items())
 
 
 def _write_cache(cache_dir, columns, fingerprint):
@@ -175,24 +185,32 @@ def cache_dir_for(labels_path):
     return labels_path + '.cache'
 
 
-def load_labels(labels_path, progress=True):
-    """A LabelTable for ``labels_path``, building or rebuilding its cache when needed.
+def load_labels(labels_path, fields, integer_fields=(), progress=True):
+    """A LabelTable of ``fields`` ({name: per-frame shape}) of ``labels_path``, building or
+    rebuilding its cache when needed; ``integer_fields`` are stored as int32.
 
     Where the folder is not writable, the columns are built in memory instead (with a warning).
     """
     if not os.path.isfile(labels_path):
         raise LabelError('label file not found: %s' % labels_path)
+    fields = {name: tuple(shape) for name, shape in fields.items()}
     cache_dir = cache_dir_for(labels_path)
     fingerprint = _fingerprint(labels_path)
-    if _cache_is_valid(cache_dir, fingerprint):
-        return LabelTable(labels_path, cache_dir)
+    if _cache_is_valid(cache_dir, fingerprint, fields):
+        return LabelTable(labels_path, cache_dir, fields)
     if not os.access(os.path.dirname(os.path.abspath(labels_path)), os.W_OK):
         warnings.warn('cannot write a label cache beside %s; reading the pickle into memory' % labels_path)
-        return LabelTable(labels_path, None, columns_from_labels(read_label_pickle(labels_path), labels_path))
+        columns = columns_from_labels(read_label_pickle(labels_path), labels_path, fields, integer_fields)
+        return LabelTable(labels_path, None, fields, columns)
     with file_lock(cache_dir + '.lock'):
         # Another process may have built it while this one waited for the lock.
-        if not _cache_is_valid(cache_dir, fingerprint):
+        if not _cache_is_valid(cache_dir, fingerprint, fields):
+            # Fields an earlier run cached for this pickle are kept (say another 2D source).
+            kept = _cached_fields(cache_dir, fingerprint) or {}
+            wanted = dict({name: shape for name, (shape, _) in kept.items()}, **fields)
+            integers = set(integer_fields) | {name for name, (_, dtype) in kept.items() if dtype == 'int32'}
             if progress:
-                print('converting %s into a label cache (once) ...' % labels_path, flush=True)
-            _write_cache(cache_dir, columns_from_labels(read_label_pickle(labels_path), labels_path), fingerprint)
-    return LabelTable(labels_path, cache_dir)
+                logger.info('converting %s into a label cache (once) ...' % labels_path)
+            _write_cache(cache_dir, columns_from_labels(read_label_pickle(labels_path), labels_path, wanted, integers),
+                         fingerprint)
+    return LabelTable(labels_path, cache_dir, fields)

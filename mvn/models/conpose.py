@@ -5,30 +5,12 @@ Attribute names ``backbone`` and ``volume_net`` are the checkpoint keys of the r
 import torch
 from torch import nn
 
-from mvn.models.cpn import CPN
+from mvn.models.backbones import build_backbone
 from mvn.models.pose_dformer import PoseTransformer
-from mvn.models.pose_hrnet import PoseHighResolutionNet
 from mvn.utils.cfg import ConfigError
-
-BACKBONES = {
-    'hrnet_32': lambda: PoseHighResolutionNet(width=32),
-    'hrnet_48': lambda: PoseHighResolutionNet(width=48),
-    'cpn': CPN,
-    # A few-MFLOP HRNet of the same shape, for the synthetic default and the tests (no weights).
-    'hrnet_tiny': lambda: PoseHighResolutionNet(width=8, stem_channels=16, stem_blocks=1,
-                                                stage_modules=(1, 1, 1), blocks_per_branch=1),
-}
-
 
 # model.poseformer.output_unit -> factor into metres.
 OUTPUT_SCALES = {'m': 1.0, 'mm': 0.001}
-
-
-def build_backbone(name: str) -> nn.Module:
-    if name not in BACKBONES:
-        raise ValueError("unknown backbone '%s' (model.backbone.type); choose one of: %s"
-                         % (name, ', '.join(BACKBONES)))
-    return BACKBONES[name]()
 
 
 class CA_PF(nn.Module):

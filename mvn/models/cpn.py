@@ -10,9 +10,12 @@ from typing import List
 import torch
 from torch import nn
 
+from mvn.models.backbones import FeatureBackbone
 from mvn.models.pose_hrnet import Bottleneck, make_residual_layer
+from mvn.models.weights import load_backbone_state
 
 PYRAMID_CHANNELS = 256
+PIXEL_MEANS = (122.7717, 115.9465, 102.9801)    # RGB, 0..255: CPN subtracts the mean only
 
 
 class ResNet50(nn.Module):
@@ -102,7 +105,7 @@ class RefineNet(nn.Module):
         return [level(x) for level, x in zip(self.cascade, pyramid)]
 
 
-class CPN(nn.Module):
+class CPN(FeatureBackbone):
     """CPN-50 for 256x192 inputs; ``forward`` returns four (B, 256, 64, 48) maps."""
 
     def __init__(self, heatmap_size=(64, 48), num_joints=17):
@@ -117,3 +120,12 @@ class CPN(nn.Module):
     @property
     def feature_channels(self) -> List[int]:
         return [PYRAMID_CHANNELS] * 4
+
+    @staticmethod
+    def normalize_input(images):
+        """RGB in [0, 1] minus the training set's mean colour (no division)."""
+        return images - torch.tensor(PIXEL_MEANS, device=images.device) / 255.0
+
+    def load_pretrained(self, path):
+        """``CPN50_256x192.pth.tar``: {'state_dict': ...} with ``module.`` prefixes, heads included."""
+        load_backbone_state(self, path, state_key='state_dict')

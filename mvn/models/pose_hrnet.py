@@ -16,6 +16,12 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
+from mvn.models.backbones import FeatureBackbone
+from mvn.models.weights import load_backbone_state
+
+# What the COCO HRNet files hold beyond this backbone: the heatmap layer of the 2D detector.
+COCO_LEFTOVER_KEYS = ('final_layer.weight', 'final_layer.bias')
+
 
 def _conv_bn(in_channels, out_channels, kernel_size, stride=1, relu=True):
     layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
@@ -122,11 +128,12 @@ class HighResolutionModule(nn.Module):
         return self.fuse(self.run_branches(inputs))
 
 
-class PoseHighResolutionNet(nn.Module):
+class PoseHighResolutionNet(FeatureBackbone):
     """HRNet-W{width}. ``width`` is C, the channels of the high-resolution branch.
 
     The defaults are the COCO architecture (stem 64, four bottlenecks, stages of 1/4/3 modules
     with four basic blocks per branch); smaller values give a cheap network of the same shape.
+    Input: ImageNet mean/std normalisation (the FeatureBackbone default).
     """
 
     def __init__(self, width=32, stem_channels=64, stem_blocks=4, stage_modules=(1, 4, 3),
@@ -186,3 +193,7 @@ class PoseHighResolutionNet(nn.Module):
     @property
     def feature_channels(self) -> List[int]:
         return [self.width * 2 ** i for i in range(4)]
+
+    def load_pretrained(self, path):
+        """A COCO HRNet file: a plain state dict; only the heatmap layer may be left over."""
+        load_backbone_state(self, path, allowed_unexpected=COCO_LEFTOVER_KEYS)

@@ -3,32 +3,12 @@
 Everything goes through ``torch.load(weights_only=True)``: a weight file can never run code.
 Any problem is a ``WeightsError`` whose message names the file and the offending keys.
 """
-import os
 from typing import Dict, Iterable
 
 import torch
 
-# What the COCO HRNet files hold beyond our backbone: the heatmap layer of the 2D detector.
-HRNET_LEFTOVER_KEYS = {'final_layer.weight', 'final_layer.bias'}
-DDP_PREFIX = 'module.'
-
-
-class WeightsError(RuntimeError):
-    """A weight file that is missing, unreadable or does not fit the model."""
-
-
-def read_weights(path, what='weights', hint=''):
-    """torch.load with weights_only=True on the CPU, with one-line errors (``hint`` is added
-    when the file does not exist)."""
-    if not path:
-        raise WeightsError('no %s file given' % what)
-    if not os.path.isfile(path):
-        raise WeightsError('%s file not found: %s%s' % (what, path, ' (%s)' % hint if hint else ''))
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:    # corrupt, truncated, or a pickle that asks to run code
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError('cannot read %s file %s: %s' % (what, path, first_line)) from None
+# Reading a torch file safely is shared with the training checkpoints (mvn/utils/checkpoint.py).
+from mvn.utils.checkpoint import DDP_PREFIX, WeightsError, read_weights  # noqa: F401 (re-exported)
 
 
 def strip_prefix(state_dict: Dict[str, torch.Tensor], prefix=DDP_PREFIX):
@@ -59,27 +39,31 @@ def check_state_dict(module: torch.nn.Module, state_dict, path, allowed_unexpect
         raise WeightsError('%s lacks keys the model needs: %s' % (path, _names(missing)))
 
 
-def load_coco_backbone(backbone: torch.nn.Module, backbone_type: str, path: str):
-    """Loads COCO-pretrained detector weights into the backbone.
-
-    HRNet: a plain state dict; only ``final_layer.*`` may be left over, nothing may be missing.
-    CPN: ``{'state_dict': ...}`` with ``module.`` prefixes, loaded strictly.
-    """
+def load_backbone_state(backbone: torch.nn.Module, path: str, state_key=None, allowed_unexpected=()):
+    """Loads pretrained detector weights into ``backbone``: the file holds its state dict, under
+    ``state_key`` when given (required then), else as is or under 'state_dict'; ``module.``
+    prefixes are removed; only ``allowed_unexpected`` keys may be left over, none missing."""
     data = read_weights(path, 'backbone weights', hint='see data/pretrained/coco/README.md')
-    if backbone_type == 'cpn':
-        if not isinstance(data, dict) or 'state_dict' not in data:
-            raise WeightsError("%s is not a CPN weight file: no 'state_dict' key" % path)
-        state_dict = strip_prefix(data['state_dict'])
-        allowed = ()
+    if state_key is not None:
+        if not isinstance(data, dict) or state_key not in data:
+            raise WeightsError("%s is not a %s weight file: no '%s' key" % (path, type(backbone).__name__, state_key))
+        state_dict = data[state_key]
     else:
         state_dict = data.get('state_dict', data) if isinstance(data, dict) else data
-        if not isinstance(state_dict, dict):
-            raise WeightsError('%s does not hold a state dict' % path)
-        state_dict = strip_prefix(state_dict)
-        allowed = HRNET_LEFTOVER_KEYS
-    check_state_dict(backbone, state_dict, path, allowed_unexpected=allowed)
+    if not isinstance(state_dict, dict):
+        raise WeightsError('%s does not hold a state dict' % path)
+    state_dict = strip_prefix(state_dict)
+    check_state_dict(backbone, state_dict, path, allowed_unexpected=allowed_unexpected)
     expected = backbone.state_dict().keys()
     backbone.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=True)
+
+
+def load_coco_backbone(backbone: torch.nn.Module, backbone_type: str, path: str):
+    """Loads COCO-pretrained detector weights with the backbone's own loader (its
+    ``load_pretrained``, see mvn.models.backbones); ``backbone_type`` names it in messages."""
+    if not hasattr(backbone, 'load_pretrained'):
+        raise WeightsError('backbone %s has no load_pretrained(path) to read %s' % (backbone_type, path))
+    backbone.load_pretrained(path)
 
 
 def load_model_checkpoint(model: torch.nn.Module, path: str, hint=''):

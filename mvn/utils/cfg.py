@@ -1,9 +1,12 @@
-"""Configuration: every default in one place, YAML on top, then the backbone preset.
+"""Configuration: every default in one place, the YAML on top, then the presets of the dataset
+kind and of the backbone (``mvn/registry.py``).
 
 ``load_config(path, backbone=None)`` returns a fresh EasyDict. A key this implementation does not
 know is an error naming it (and the nearest valid key), except keys of the official code that
 have no effect here: those are accepted and named once in a warning, so the official YAML files
-load unchanged.
+load unchanged. A preset replaces values left at their default (or at another entry's preset
+value); any other value the file sets wins, and one that contradicts the architecture (a
+``fixed`` value of the entry) is an error naming both.
 """
 import copy
 import difflib
@@ -13,22 +16,24 @@ import warnings
 import yaml
 from easydict import EasyDict
 
+from mvn import registry
+
 DEFAULTS = {
-    'title': 'human36m',
-    'kind': 'human36m',
+    'title': '',
+    'kind': registry.DEFAULT_DATASET,       # the official configs' name for dataset.kind (kept equal)
     'model': {
         'image_shape': [192, 256],          # crop (width, height) in pixels
         'checkpoint': '',                   # optional CA-PF weights loaded before training/evaluation
         'backbone': {
-            'type': 'hrnet_32',             # hrnet_32 | hrnet_48 | cpn | hrnet_tiny
-            'num_joints': 17,
-            'init_weights': True,           # load the COCO-pretrained detector weights
+            'type': registry.DEFAULT_BACKBONE,  # a name in mvn.registry.BACKBONES
+            'num_joints': 17,               # set by the dataset kind (its skeleton)
+            'init_weights': True,           # load the pretrained detector weights
             'fix_weights': True,            # frozen and in eval mode
             'train_batchnorm': False,       # true: a frozen backbone's BatchNorm follows train() (official 3DHP)
-            'checkpoint': 'data/pretrained/coco/pose_hrnet_w32_256x192.pth',
+            'checkpoint': '',               # the detector's weight file (set by the backbone preset)
         },
         'poseformer': {
-            'base_dim': 32,                 # channels of the backbone's first map (from the preset)
+            'base_dim': 32,                 # channels of the backbone's first map (set by the backbone)
             'embed_dim_ratio': 128,         # E, the token width
             'depth': 4,                     # blocks of each kind
             'levels': 4,                    # backbone maps sampled per joint
@@ -44,12 +49,13 @@ DEFAULTS = {
         'grad_clip': 0.0,                   # > 0: clip the gradient norm at grad_clip / volume_net_lr
     },
     'dataset': {
-        'kind': 'human36m',
-        'root': 'H36M-Toolbox/images/',
-        'train_labels_path': 'data/h36m_train.pkl',
-        'val_labels_path': 'data/h36m_validation.pkl',
+        'kind': registry.DEFAULT_DATASET,   # a name in mvn.registry.DATASETS
+        'root': '',                         # frames folder       } set by the dataset kind's
+        'train_labels_path': '',            # label files         } preset
+        'val_labels_path': '',
+        'keypoints_2d': 'cpn',              # 2D input: the labels' joints_2d_<this> and joints_2d_<this>_crop
         # Non-empty: the labels and images are synthetic and generated on first use with these
-        # arguments of mvn.datasets.synthetic.generate_processed (see experiments/synthetic/).
+        # arguments of the dataset kind's generator (see experiments/synthetic/).
         'synthetic': {},
     },
     'train': {
@@ -68,19 +74,6 @@ DEFAULTS = {
         'num_workers': 14,
     },
     'vis_n_elements': 4,                    # skeletons drawn to TensorBoard per epoch
-}
-
-# Backbone presets, applied after the YAML (as the official code does for --backbone).
-BACKBONE_PRESETS = {
-    'hrnet_32': {'model.poseformer.base_dim': 32,
-                 'model.backbone.checkpoint': 'data/pretrained/coco/pose_hrnet_w32_256x192.pth'},
-    'hrnet_48': {'model.poseformer.base_dim': 48,
-                 'model.backbone.checkpoint': 'data/pretrained/coco/pose_hrnet_w48_256x192.pth'},
-    'cpn': {'model.poseformer.base_dim': 256,
-            'model.backbone.checkpoint': 'data/pretrained/coco/CPN50_256x192.pth.tar',
-            'train.batch_size': 256, 'val.batch_size': 256, 'train.volume_net_lr': 0.00032},
-    'hrnet_tiny': {'model.poseformer.base_dim': 8, 'model.backbone.init_weights': False,
-                   'model.backbone.checkpoint': ''},
 }
 
 # Keys of the official configs (today's and older ones) that have no effect in this implementation.
@@ -114,16 +107,12 @@ LEGACY_SECTIONS = ('model.volume_net', 'model.backbone.STAGE2', 'model.backbone.
                    'model.backbone.STAGE4')
 
 CHOICES = {
-    'kind': ('human36m',),
-    'dataset.kind': ('human36m', 'mpi_inf_3dhp'),
     'loss.criterion': ('MPJPE',),
     'train.amp': ('off', 'bf16', 'fp16'),
     'model.poseformer.output_unit': ('m', 'mm'),
 }
 # Top-level key of per-backbone overrides in an experiment YAML (see _per_backbone_section).
 PER_BACKBONE = 'per_backbone'
-# Arguments of mvn.datasets.synthetic.generate_processed that dataset.synthetic may set.
-SYNTHETIC_KEYS = ('subjects', 'actions', 'subactions', 'cameras', 'frames', 'val_frames', 'seed', 'jpeg_quality')
 # The rate the official code effectively trained at when a file said 0.0064 (see _check_legacy_lr).
 LEGACY_LR = 0.0064
 
@@ -188,15 +177,11 @@ def _merge(cfg, tree, source, legacy, prefix=''):
 
 def _coerce(path, default, value, source):
     """Check a leaf against its default's type; ints are accepted for floats."""
-    if path == 'dataset.synthetic':
+    if path == 'dataset.synthetic':          # its keys are the dataset generator's (checked on use)
         if value is None:
             return {}
         if not isinstance(value, dict):
             raise ConfigError("config key '%s' in %s must be a mapping, got %r" % (path, source, value))
-        for key in value:
-            if key not in SYNTHETIC_KEYS:
-                raise ConfigError("unknown config key 'dataset.synthetic.%s' in %s; choose from %s"
-                                  % (key, source, ', '.join(SYNTHETIC_KEYS)))
         return copy.deepcopy(value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -222,29 +207,89 @@ def _coerce(path, default, value, source):
     return value
 
 
-def apply_backbone_preset(cfg, backbone, source='the backbone preset', explicit=None):
-    """Set model.backbone.type and the values that belong to it (channels, weight file, and for
-    CPN the batch size and learning rate), as the official code does for --backbone.
-    ``explicit``: flat {key: value} the user wrote; a custom value (neither a default nor
-    another preset's) that the preset replaces is named in a warning."""
-    if backbone not in BACKBONE_PRESETS:
-        raise ConfigError("unknown backbone '%s' (%s); choose one of: %s"
-                          % (backbone, source, ', '.join(BACKBONE_PRESETS)))
-    cfg.model.backbone.type = backbone
-    replaced = []
-    for path, value in BACKBONE_PRESETS[backbone].items():
-        stock = [_get(DEFAULTS, path)] + [p[path] for p in BACKBONE_PRESETS.values() if path in p]
-        if explicit and path in explicit and explicit[path] != value and explicit[path] not in stock:
-            replaced.append('%s=%r (was %r)' % (path, value, explicit[path]))
+def _is_stock(path, value):
+    """True for a key's default and for the value any registry entry's preset gives it."""
+    entries = list(registry.DATASETS.values()) + list(registry.BACKBONES.values())
+    return value == _get(DEFAULTS, path) or any(path in e.preset and value == e.preset[path] for e in entries)
+
+
+def apply_preset(cfg, entry, what, explicit, source):
+    """Applies a registry entry (``what``: 'backbone hrnet_48', ...) to ``cfg``: its fixed values
+    (a different value the file set is an error naming both), then its preset values where the
+    file set nothing or a stock value (see _is_stock). ``explicit``: flat keys the file set."""
+    for path, value in entry.fixed.items():
+        if path in explicit and _get(cfg, path) != value:
+            raise ConfigError("config key '%s' in %s is %r, but %s needs %r"
+                              % (path, source, _get(cfg, path), what, value))
         _set(cfg, path, value)
-    if replaced:
-        warnings.warn('backbone %s sets %s' % (backbone, ', '.join(replaced)), stacklevel=3)
-    return cfg
+    for path, value in entry.preset.items():
+        if path not in explicit or _is_stock(path, _get(cfg, path)):
+            _set(cfg, path, value)
+
+
+def _dataset_kind(cfg, explicit, source):
+    """dataset.kind, or the official top-level ``kind`` when only that is set; both kept equal."""
+    if 'kind' in explicit and 'dataset.kind' in explicit and cfg.kind != cfg.dataset.kind:
+        raise ConfigError("config keys 'kind' (%s) and 'dataset.kind' (%s) in %s disagree"
+                          % (cfg.kind, cfg.dataset.kind, source))
+    if 'kind' in explicit and 'dataset.kind' not in explicit:
+        cfg.dataset.kind = cfg.kind
+    cfg.kind = cfg.dataset.kind
+    _check_name(cfg.kind, registry.DATASETS, 'dataset kind', 'dataset.kind in %s' % source)
+    return cfg.kind
+
+
+def _check_name(name, table, what, where):
+    if name not in table:
+        raise ConfigError("unknown %s '%s' (%s); choose one of: %s" % (what, name, where, ', '.join(table)))
 
 
 def load_config(path, backbone=None):
-    """defaults <- YAML file <- backbone preset (``backbone`` or the file's model.backbone.type)
-    <- the YAML's ``per_backbone`` entry for that backbone, if any."""
+    """defaults <- YAML file <- dataset kind preset <- backbone preset (``backbone`` or the
+    file's model.backbone.type), with the YAML's ``per_backbone`` entry for that backbone counted
+    as part of the file."""
+    tree = _read_yaml(path)
+    per_backbone = _per_backbone_section(tree.pop(PER_BACKBONE, None), path)
+    cfg = EasyDict(copy.deepcopy(DEFAULTS))
+    legacy = []
+    _merge(cfg, tree, path, legacy)
+    if legacy:
+        warnings.warn('%s: ignoring %d key(s) of the official code that have no effect here: %s'
+                      % (path, len(legacy), ', '.join(legacy)), stacklevel=2)
+    _check_legacy_lr(cfg, tree, path, legacy)
+    explicit = _flatten(tree)
+    kind = _dataset_kind(cfg, explicit, path)
+    apply_preset(cfg, registry.DATASETS[kind], 'dataset %s' % kind, explicit, path)
+    if backbone is not None:
+        _check_name(backbone, registry.BACKBONES, 'backbone', '--backbone')
+        cfg.model.backbone.type = backbone
+    name = cfg.model.backbone.type
+    _check_name(name, registry.BACKBONES, 'backbone', 'model.backbone.type in %s' % path)
+    if per_backbone.get(name):
+        _merge(cfg, per_backbone[name], '%s (%s.%s)' % (path, PER_BACKBONE, name), legacy)
+        explicit.update(_flatten(per_backbone[name]))
+    apply_preset(cfg, registry.BACKBONES[name], 'backbone %s' % name, explicit, path)
+    if cfg.model.poseformer.levels != 4:
+        raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
+                          % (path, cfg.model.poseformer.levels))
+    return cfg
+
+
+def _per_backbone_section(section, path):
+    """``per_backbone: {name: {overrides}}``: settings an experiment ties to one backbone (say the
+    3DHP head's token width), applied as if the file set them when that backbone is used."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError("config key '%s' in %s must be a mapping of backbone names" % (PER_BACKBONE, path))
+    for name, overrides in section.items():
+        _check_name(name, registry.BACKBONES, 'backbone', '%s in %s' % (PER_BACKBONE, path))
+        if not isinstance(overrides, dict):
+            raise ConfigError("config key '%s.%s' in %s must be a mapping" % (PER_BACKBONE, name, path))
+    return section
+
+
+def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError('config file not found: %s' % path)
     try:
@@ -255,44 +300,7 @@ def load_config(path, backbone=None):
     tree = {} if tree is None else tree
     if not isinstance(tree, dict):
         raise ConfigError('config file %s must hold a mapping at the top level' % path)
-
-    cfg = EasyDict(copy.deepcopy(DEFAULTS))
-    legacy = []
-    tree = dict(tree)
-    per_backbone = _per_backbone_section(tree.pop(PER_BACKBONE, None), path)
-    _merge(cfg, tree, path, legacy)
-    if legacy:
-        warnings.warn('%s: ignoring %d key(s) of the official code that have no effect here: %s'
-                      % (path, len(legacy), ', '.join(legacy)), stacklevel=2)
-    _check_legacy_lr(cfg, tree, path, legacy)
-    apply_backbone_preset(cfg, backbone or cfg.model.backbone.type,
-                          source=path if backbone is None else '--backbone', explicit=_flatten(tree))
-    overrides = per_backbone.get(cfg.model.backbone.type)
-    if overrides:
-        _merge(cfg, overrides, '%s (%s.%s)' % (path, PER_BACKBONE, cfg.model.backbone.type), legacy)
-    if cfg.model.poseformer.levels != 4:
-        raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
-                          % (path, cfg.model.poseformer.levels))
-    if cfg.model.backbone.num_joints != 17:
-        raise ConfigError("config key 'model.backbone.num_joints' in %s: the Human3.6M labels have 17 joints, got %r"
-                          % (path, cfg.model.backbone.num_joints))
-    return cfg
-
-
-def _per_backbone_section(section, path):
-    """``per_backbone: {name: {overrides}}``: settings that an experiment ties to one backbone
-    (say the 3DHP head's token width), applied after that backbone's preset."""
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise ConfigError("config key '%s' in %s must be a mapping of backbone names" % (PER_BACKBONE, path))
-    for name, overrides in section.items():
-        if name not in BACKBONE_PRESETS:
-            raise ConfigError("unknown backbone '%s' under '%s' in %s; choose from %s"
-                              % (name, PER_BACKBONE, path, ', '.join(BACKBONE_PRESETS)))
-        if not isinstance(overrides, dict):
-            raise ConfigError("config key '%s.%s' in %s must be a mapping" % (PER_BACKBONE, name, path))
-    return section
+    return tree
 
 
 def _check_legacy_lr(cfg, tree, path, legacy):

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, the official ``best_epoch.bin`` format, and full resume state.
+"""Checkpoints: reading torch files safely, atomic writes, the official ``best_epoch.bin`` format,
+and full resume state.
 
 ``best_epoch.bin`` = {'epoch', 'lr', 'model', 'optimizer'} with ``module.``-prefixed model keys,
 exactly what the official code writes and loads. ``last.pth`` adds everything needed to continue:
@@ -10,11 +11,29 @@ import os
 
 import torch
 
-from mvn.models.weights import DDP_PREFIX, WeightsError, read_weights
 from mvn.utils.io import atomic_open
 
 BEST_NAME = 'best_epoch.bin'
 LAST_NAME = 'last.pth'
+DDP_PREFIX = 'module.'          # the DistributedDataParallel wrapper's prefix on model keys
+
+
+class WeightsError(RuntimeError):
+    """A weight file that is missing, unreadable or does not fit the model."""
+
+
+def read_weights(path, what='weights', hint=''):
+    """torch.load with weights_only=True on the CPU, with one-line errors (``hint`` is added
+    when the file does not exist)."""
+    if not path:
+        raise WeightsError('no %s file given' % what)
+    if not os.path.isfile(path):
+        raise WeightsError('%s file not found: %s%s' % (what, path, ' (%s)' % hint if hint else ''))
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:    # corrupt, truncated, or a pickle that asks to run code
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError('cannot read %s file %s: %s' % (what, path, first_line)) from None
 
 
 def atomic_save(obj, path):
@@ -37,15 +56,18 @@ def save_best(path, epoch, lr, model, optimizer):
                  'optimizer': optimizer.state_dict()}, path)
 
 
-def save_last(path, epoch, lr, best_p1, model, optimizer, config_yaml, seed, scaler=None):
-    """State after ``epoch`` (1-based) epochs; ``lr`` is the rate the next epoch will use.
+def save_last(path, epoch, lr, best_p1, model, optimizer, config_yaml, seed, scaler=None, pending=None):
+    """State after ``epoch`` (1-based) epochs; ``lr`` is the rate the next epoch will use;
+    ``best_p1`` the best evaluation score so far (the report's score, such as an average P1 in
+    mm); ``pending`` the training figures of epoch ``epoch`` while its evaluation is still to be
+    done, else None.
 
-    No RNG state is needed: train.py reseeds every epoch from (seed, rank, epoch).
+    No RNG state is needed: training reseeds every epoch from (seed, rank, epoch).
     """
     atomic_save({'epoch': epoch, 'lr': lr, 'best_p1': best_p1, 'model': official_model_state(model),
                  'optimizer': optimizer.state_dict(), 'seed': seed,
                  'scaler': scaler.state_dict() if scaler is not None else None,
-                 'config': config_yaml}, path)
+                 'config': config_yaml, 'pending': pending}, path)
 
 
 def load_resume_state(path):
@@ -57,8 +79,3 @@ def load_resume_state(path):
                            % (path, ', '.join(missing), LAST_NAME))
     return state
 
-
-def find_latest_run(logdir, run_name):
-    """The newest ``<logdir>/<run_name>@*/checkpoints/last.pth``, or None."""
-    candidates = glob.glob(os.path.join(glob.escape(logdir), glob.escape(run_name) + '@*', 'checkpoints', LAST_NAME))
-    return max(candidates, key=os.path.getmtime) if candidates else None

@@ -2,17 +2,23 @@
 
 ``<logdir>/<name>@<timestamp>/`` holds ``config.yaml``, ``log.txt``, ``tb/``, ``checkpoints/`` and
 evaluation results. Only rank 0 writes and prints; other ranks get a Monitor that stays silent.
+Messages go through the ``mvn`` logger, so what library modules log (``logging.getLogger(__name__)``)
+and Python warnings reach the console and ``log.txt`` too.
 """
 import datetime
+import glob
 import json
 import logging
 import os
 import re
 import sys
+import warnings
 
 import numpy as np
 
 from mvn.utils.io import atomic_open
+
+LOGGER = 'mvn'
 
 
 def error_line(error):
@@ -38,26 +44,68 @@ def new_run_dir(logdir, name):
             path = '%s-%d' % (base, n)
 
 
+def latest_run_dir(logdir, name):
+    """The newest ``<logdir>/<name>@*`` run directory (by its log's or its own mtime), or None."""
+    runs = [p for p in glob.glob(os.path.join(glob.escape(logdir), glob.escape(name) + '@*')) if os.path.isdir(p)]
+
+    def touched(run):
+        log = os.path.join(run, 'log.txt')
+        return os.path.getmtime(log if os.path.exists(log) else run)
+    return max(runs, key=touched) if runs else None
+
+
+class _Held(logging.Handler):
+    """Keeps records until the run directory exists, to write them to its log.txt then."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
 class Monitor:
-    """Logging, TensorBoard and files of one run. As a context manager it closes everything on
-    the way out, and a run stopped by an error or Ctrl-C records why at the end of log.txt."""
+    """Logging, TensorBoard and files of one run. Messages are printed at once; the run
+    directory is only made by ``open(run_dir)`` (a run that fails before leaves nothing behind),
+    and log.txt then starts with everything said so far. As a context manager it closes
+    everything on the way out, and a run stopped by an error or Ctrl-C records why in log.txt."""
 
     def __init__(self, run_dir=None, main=True):
-        self.run_dir = run_dir if main else None
-        self.logger = logging.getLogger('capf.%d' % id(self))
+        self.main = main
+        self.run_dir = self.writer = self.log_file = None
+        self.logger = logging.getLogger(LOGGER)
         self.logger.propagate = False
         self.logger.setLevel(logging.INFO if main else logging.ERROR)
-        stream = logging.StreamHandler(sys.stdout)
-        stream.setFormatter(logging.Formatter('%(message)s'))
-        self.logger.addHandler(stream)
-        self.writer = self.log_file = None
-        if self.run_dir:
-            os.makedirs(os.path.join(self.run_dir, 'checkpoints'), exist_ok=True)
-            self.log_file = logging.FileHandler(os.path.join(self.run_dir, 'log.txt'))
-            self.log_file.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
-            self.logger.addHandler(self.log_file)
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(os.path.join(self.run_dir, 'tb'))
+        self._handlers = [logging.StreamHandler(sys.stdout), _Held()]
+        self._handlers[0].setFormatter(logging.Formatter('%(message)s'))
+        for handler in self._handlers:
+            self.logger.addHandler(handler)
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._show_warning
+        if run_dir is not None:
+            self.open(run_dir)
+
+    def _show_warning(self, message, category, filename, lineno, file=None, line=None):
+        self.warning(str(message))
+
+    def open(self, run_dir):
+        """Starts writing into ``run_dir`` (made if needed; rank 0 only): log.txt (appended to)
+        with the messages so far, and TensorBoard."""
+        if not self.main:
+            return
+        self.run_dir = run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        self.log_file = logging.FileHandler(os.path.join(run_dir, 'log.txt'))
+        self.log_file.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+        held = self._handlers.pop()
+        self.logger.removeHandler(held)
+        for record in held.records:
+            self.log_file.handle(record)
+        self._handlers.append(self.log_file)
+        self.logger.addHandler(self.log_file)
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(os.path.join(run_dir, 'tb'))
 
     def path(self, *parts):
         return os.path.join(self.run_dir, *parts) if self.run_dir else None
@@ -100,8 +148,10 @@ class Monitor:
         self.close()
 
     def close(self):
+        warnings.showwarning = self._showwarning
         if self.writer:
             self.writer.close()
-        for handler in list(self.logger.handlers):
+        for handler in self._handlers:
             handler.close()
             self.logger.removeHandler(handler)
+        self._handlers = []

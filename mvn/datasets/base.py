@@ -1,0 +1,131 @@
+"""What a dataset kind provides, and what every kind shares.
+
+A dataset kind is one file in ``mvn/datasets/`` holding a ``PoseDataset`` subclass, plus one
+entry in ``mvn.registry.DATASETS`` (README, "Adding a dataset"). The subclass sets
+
+    skeleton                the joint layout (``mvn.datasets.skeleton.Skeleton``)
+    label_fields            {name: per-frame shape} it reads beyond the shared fields below
+    integer_label_fields    which of those are integers (stored as int32)
+
+and writes ``image_path(j)`` (the image file of frame j of the label file) and
+``evaluation_report(joints_gt, joints_pred)`` (its protocol over the whole file, an
+``EvaluationReport``). It may also provide ``labels_crop_size()`` (the crop size its labels'
+crop keypoints were made for, checked against ``model.image_shape``), ``make_synthetic`` (the
+generator behind ``dataset.synthetic``) and another ``crop(j)``.
+
+Shared: a label file is a pickled list of per-frame dicts (read through the label cache) with
+``joints_3d`` (J, 3) metres in the camera frame, ``joints_2d_<source>`` (J, 2) normalised screen
+coordinates and ``joints_2d_<source>_crop`` (J, 2) pixels in the crop, for the 2D source of
+``dataset.keypoints_2d``, and ``center``, ``scale`` (the crop box, see ``mvn.utils.img``).
+"""
+import re
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from mvn.datasets.images import DataError, read_image
+from mvn.datasets.label_cache import load_labels
+from mvn.utils.cfg import ConfigError
+from mvn.utils.img import crop_image
+
+
+def shard_range(n, rank, world_size):
+    """Contiguous evaluation shards: N//world frames per rank, the last rank the rest.
+    Returns (start, end, sizes of all shards)."""
+    per_rank = n // world_size
+    sizes = [per_rank] * (world_size - 1) + [n - per_rank * (world_size - 1)]
+    start = per_rank * rank
+    return start, start + sizes[rank], sizes
+
+
+def keypoint_keys(source):
+    """Label keys of a 2D keypoint source: 'cpn' -> ('joints_2d_cpn', 'joints_2d_cpn_crop'); a
+    full key such as 'joints_2d_gt' names its source too."""
+    name = source[len('joints_2d_'):] if source.startswith('joints_2d_') else source
+    if not re.fullmatch(r'\w+', name or ''):
+        raise ConfigError("config key 'dataset.keypoints_2d': %r is not a 2D keypoint source such as 'cpn' or 'gt'" % source)
+    return 'joints_2d_' + name, 'joints_2d_%s_crop' % name
+
+
+class PoseDataset(Dataset):
+    """Frames of ``labels_path`` with their crops.
+
+    ``dataset[i]`` = (crop uint8 (H, W, 3) BGR, joints_3d (1, J, 3) metres, keypoints_2d (J, 2)
+    normalised screen coordinates, keypoints_2d_crop (J, 2) crop pixels), dtypes as in the
+    labels; the 2D keypoints come from ``keypoints_2d`` (see ``keypoint_keys``). With ``rank``
+    and ``world_size`` the dataset holds only that rank's contiguous shard of the file, while
+    ``labels``, ``frame(j)`` and ``evaluate`` always cover the whole file.
+    """
+
+    skeleton = None
+    label_fields = {}
+    integer_label_fields = ()
+    make_synthetic = None       # f(root, train_labels_path, val_labels_path, *, progress, **dataset.synthetic)
+
+    def __init__(self, root, labels_path, image_shape=(192, 256), keypoints_2d='cpn', rank=None, world_size=None,
+                 progress=True):
+        self.root = root
+        self.labels_path = labels_path
+        self.image_shape = tuple(image_shape)
+        self.keypoints_2d = keypoints_2d
+        self.keypoints_key, self.crop_keypoints_key = keypoint_keys(keypoints_2d)
+        self.labels = load_labels(labels_path, self.fields(keypoints_2d), self.integer_label_fields, progress=progress)
+        self.file_size = len(self.labels)
+        if rank is not None and world_size is not None:
+            self.start, self.end, self.dist_size = shard_range(self.file_size, rank, world_size)
+        else:
+            self.start, self.end, self.dist_size = 0, self.file_size, None
+        self._check_crop_size()
+
+    @classmethod
+    def fields(cls, keypoints_2d='cpn'):
+        """{label key: per-frame shape} the dataset reads with 2D keypoints from ``keypoints_2d``."""
+        joints = cls.skeleton.num_joints
+        keypoints_key, crop_keypoints_key = keypoint_keys(keypoints_2d)
+        return {'joints_3d': (joints, 3), keypoints_key: (joints, 2), crop_keypoints_key: (joints, 2),
+                'center': (2,), 'scale': (2,), **cls.label_fields}
+
+    def _check_crop_size(self):
+        made_for = self.labels_crop_size()
+        if made_for is not None and np.abs(np.subtract(made_for, self.image_shape)).max() > 2:
+            raise DataError('%s: its crop keypoints (%s) were made for %dx%d crops, but model.image_shape is %s'
+                            % (self.labels_path, self.crop_keypoints_key, round(made_for[0]), round(made_for[1]),
+                               list(self.image_shape)))
+
+    def labels_crop_size(self):
+        """(width, height) the labels' crop keypoints were made for (an estimate, checked to within
+        2 pixels against ``image_shape``), or None if unknown."""
+        return None
+
+    def __len__(self):
+        return self.end - self.start
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.frame(self.start + index)
+
+    def frame(self, j):
+        """Frame ``j`` of the label file (of any shard), as an item."""
+        t = self.labels
+        return (self.crop(j), np.array(t['joints_3d'][j])[None], np.array(t[self.keypoints_key][j]),
+                np.array(t[self.crop_keypoints_key][j]))
+
+    def crop(self, j):
+        """The network input of frame ``j``: its box (center, scale) warped to ``image_shape``."""
+        image = read_image(self.image_path(j))
+        return crop_image(image, self.labels['center'][j], self.labels['scale'][j], self.image_shape)
+
+    def image_path(self, j):
+        raise NotImplementedError
+
+    def evaluate(self, joints_gt, joints_pred):
+        """The protocol's EvaluationReport of predictions for the whole file (all shards, in
+        file order): (N, 1, J, 3) root-relative metres each."""
+        if len(joints_gt) != self.file_size:
+            raise ValueError('%d poses to evaluate but %s has %d frames' % (len(joints_gt), self.labels_path,
+                                                                             self.file_size))
+        return self.evaluation_report(joints_gt, joints_pred)
+
+    def evaluation_report(self, joints_gt, joints_pred):
+        raise NotImplementedError
