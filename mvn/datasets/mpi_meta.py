@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mvn.datasets.skeleton import Skeleton
+
 # The 17 joints ('relevant' set of mpii_get_joints: Human3.6M's joints in the CPM order).
 JOINT_NAMES = ['head_top', 'neck', 'right_shoulder', 'right_elbow', 'right_wrist', 'left_shoulder',
                'left_elbow', 'left_wrist', 'right_hip', 'right_knee', 'right_ankle', 'left_hip', 'left_knee',
@@ -21,6 +23,7 @@ JOINTS_LEFT = [5, 6, 7, 11, 12, 13]
 JOINTS_RIGHT = [2, 3, 4, 8, 9, 10]
 # First-order parents (joint_parents_o1 of the 'relevant' set, 0-based; the root's is -1).
 PARENTS = [1, 15, 1, 2, 3, 1, 5, 6, 14, 8, 9, 14, 11, 12, -1, 14, 1]
+SKELETON = Skeleton(JOINT_NAMES, ROOT_JOINT, JOINTS_LEFT, JOINTS_RIGHT, PARENTS)
 # The 17 joints as indices into the 28 joints of the annotation files (annot2, annot3, univ_annot3).
 JOINTS_28_TO_17 = [7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6]
 NUM_ANNOTATED_JOINTS = 28
