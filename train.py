@@ -117,13 +117,17 @@ def save_resolved_config(resolved, resume, monitor):
         monitor.save_text('config_resumed_epoch%03d.yaml' % epoch, resolved)
 
 
+def batch_preparer(cfg, dataset, device, **kwargs):
+    """Batches of ``dataset`` prepared for the configured backbone (its input normalisation)."""
+    return BatchPreparer(device, normalize=input_normalization(cfg.model.backbone.type), skeleton=dataset.skeleton,
+                         crop_width=cfg.model.image_shape[0], **kwargs)
+
+
 def build_evaluator(cfg, args, device, monitor):
     """The evaluation of the split to evaluate, over this rank's contiguous shard."""
-    split = args.eval_dataset if args.eval else 'val'
-    dataset = build_dataset(cfg, split, shard=True)
+    dataset = build_dataset(cfg, args.eval_dataset if args.eval else 'val', shard=True)
     loader = build_eval_loader(cfg, dataset, pin_memory=device.type == 'cuda')
-    preparer = BatchPreparer(device, normalize=input_normalization(cfg.model.backbone.type), skeleton=dataset.skeleton,
-                             crop_width=cfg.model.image_shape[0], flip_test=cfg.val.flip_test)
+    preparer = batch_preparer(cfg, dataset, device, flip_test=cfg.val.flip_test)
     return Evaluator(dataset, loader, preparer, monitor, flip_test=cfg.val.flip_test, amp=cfg.train.amp,
                      n_pictures=cfg.vis_n_elements)
 
@@ -132,9 +136,7 @@ def build_training_data(cfg, args, device):
     """The training loader and the batch preparation with its flips."""
     dataset = build_dataset(cfg, 'train')
     loader = build_train_loader(cfg, dataset, args.seed, pin_memory=device.type == 'cuda')
-    preparer = BatchPreparer(device, normalize=input_normalization(cfg.model.backbone.type), skeleton=dataset.skeleton,
-                             crop_width=cfg.model.image_shape[0], train=True)
-    return loader, preparer
+    return loader, batch_preparer(cfg, dataset, device, train=True)
 
 
 def main(args):
