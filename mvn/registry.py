@@ -35,6 +35,12 @@ DATASETS = {
                               'dataset.train_labels_path': 'data/h36m_train.pkl',
                               'dataset.val_labels_path': 'data/h36m_validation.pkl'},
                       fixed={'model.backbone.num_joints': 17}),
+    'mpi_inf_3dhp': Entry('mvn.datasets.mpi_inf_3dhp:MPIINF3DHPDataset',
+                          preset={'dataset.root': 'MPI-INF-3DHP-Toolbox/images/',
+                                  'dataset.train_labels_path': 'data/mpi_inf_3dhp_train.pkl',
+                                  'dataset.val_labels_path': 'data/mpi_inf_3dhp_test.pkl',
+                                  'dataset.keypoints_2d': 'gt'},
+                          fixed={'model.backbone.num_joints': 17}),
 }
 DEFAULT_DATASET = 'human36m'
 

@@ -25,10 +25,10 @@ def pinhole_project(points_cam, fx, fy, cx, cy):
     return uv
 
 
-def person_box(joints_3d_mm, camera):
+def person_box(joints_3d_mm, camera, root_joint=0):
     """[x0, y0, x1, y1] pixels: the root shifted by (-1000, -900) and (+1000, +1100) mm at its own
     depth, projected with the pinhole intrinsics."""
-    root = joints_3d_mm[0]
+    root = joints_3d_mm[root_joint]
     top_left = root.copy()
     top_left[0] -= 1000.0
     top_left[1] -= 900.0

@@ -177,10 +177,11 @@ def _limb_color(joint):
     return (60, 210, 210)           # torso and head: yellow
 
 
-def render_frame(joints_2d, joints_cam, camera_index):
-    """A BGR frame with the person drawn at ``joints_2d`` (17, 2) pixels; limb width and joint
-    size shrink with depth (``joints_cam`` (17, 3) mm), farther limbs are drawn first."""
-    image = _background(camera_index).copy()
+def render_frame(joints_2d, joints_cam, camera_index, background=None):
+    """A BGR frame with the person drawn at ``joints_2d`` (17, 2) pixels, Human3.6M joint order;
+    limb width and joint size shrink with depth (``joints_cam`` (17, 3) mm), farther limbs are
+    drawn first. ``background``: the backdrop to draw on (default: the Human3.6M camera's)."""
+    image = (_background(camera_index) if background is None else background).copy()
     pts = np.round(joints_2d).astype(int)
     limbs = sorted((j for j in range(17) if PARENTS[j] >= 0),
                    key=lambda j: -(joints_cam[j, 2] + joints_cam[PARENTS[j], 2]))

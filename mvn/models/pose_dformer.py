@@ -4,7 +4,8 @@ Every joint carries L+1 tokens of width E: token 0 embeds its 2D keypoint, token
 backbone's L feature maps sampled at the joint. Deformable context blocks refine the level tokens
 with features sampled around the joint, transformer blocks mix the tokens of each joint, and
 transformer blocks over the concatenated (L+1)*E joint vectors mix the joints. Output: root-relative
-3D joints in metres.
+3D joints in the unit the head was trained in (metres for Human3.6M; the official MPI-INF-3DHP
+head, built without context blocks, predicts millimetres and CA_PF converts them).
 
 Sampling positions are grid coordinates in [-1, 1] over the crop (x right, y down), see
 ``CA_PF.forward`` for the conversion from crop pixels.
@@ -96,11 +97,13 @@ class PoseTransformer(nn.Module):
         feature_channels: channels of the L backbone maps (L = 4 for every backbone).
         embed_dim_ratio: E, the width of one token; joint vectors have (L+1)*E channels.
         depth: number of blocks of each kind (context, per-joint, cross-joint).
+        context_blocks: with False, no deformable context blocks: the coordinate and sampled
+            feature tokens go straight into the per-joint blocks (the official MPI-INF-3DHP model).
     """
 
     def __init__(self, feature_channels: Sequence[int], num_joints=17, embed_dim_ratio=128, depth=4,
                  num_heads=8, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.2,
-                 context_heads=4, context_samples=4):
+                 context_heads=4, context_samples=4, context_blocks=True):
         super().__init__()
         num_levels = len(feature_channels)
         e = embed_dim_ratio
@@ -115,13 +118,17 @@ class PoseTransformer(nn.Module):
             [Block(joint_dim, num_heads, mlp_ratio, qkv_bias, drop_path=r) for r in rates])
         self.res_blocks = nn.ModuleList(
             [Block(e, num_heads, mlp_ratio, qkv_bias, drop_path=r) for r in rates])
-        self.context_blocks = nn.ModuleList(
-            [DeformableBlock(feature_channels, e, context_heads, context_samples, drop_path=r) for r in rates])
+        if context_blocks:
+            self.context_blocks = nn.ModuleList(
+                [DeformableBlock(feature_channels, e, context_heads, context_samples, drop_path=r) for r in rates])
+        else:
+            self.context_blocks = nn.ModuleList()   # no keys, and no draws from the random generator
         self.head = nn.Sequential(nn.LayerNorm(joint_dim), nn.Linear(joint_dim, 3))
 
     def forward(self, keypoints_2d: torch.Tensor, ref: torch.Tensor, feature_maps: List[torch.Tensor]):
         """keypoints_2d (B, J, 2) normalised screen coordinates; ref (B, J, 2) grid coordinates of
-        the joints in the crop; feature_maps L x (B, C_l, H_l, W_l). Returns (B, 1, J, 3) metres."""
+        the joints in the crop; feature_maps L x (B, C_l, H_l, W_l). Returns (B, 1, J, 3) in the unit of the
+        training targets (metres for the Human3.6M models, millimetres for the 3DHP ones)."""
         b, num_joints, _ = keypoints_2d.shape
         at_joints = ref.unsqueeze(-2)                                       # (B, J, 1, 2)
         tokens = [self.coord_embed(keypoints_2d)]

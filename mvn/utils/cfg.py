@@ -30,6 +30,7 @@ DEFAULTS = {
             'num_joints': 17,               # set by the dataset kind (its skeleton)
             'init_weights': True,           # load the pretrained detector weights
             'fix_weights': True,            # frozen and in eval mode
+            'train_batchnorm': False,       # true: a frozen backbone's BatchNorm follows train() (official 3DHP)
             'checkpoint': '',               # the detector's weight file (set by the backbone preset)
         },
         'poseformer': {
@@ -40,6 +41,8 @@ DEFAULTS = {
             'num_heads': 8,
             'mlp_ratio': 2.0,
             'drop_path_rate': 0.2,
+            'context_blocks': True,         # false: no deformable context blocks (official 3DHP model)
+            'output_unit': 'm',             # unit the head predicts: m, or mm (official 3DHP model)
         },
     },
     'loss': {
@@ -113,7 +116,10 @@ LIMITS = {
 CHOICES = {
     'loss.criterion': ('MPJPE',),
     'train.amp': ('off', 'bf16', 'fp16'),
+    'model.poseformer.output_unit': ('m', 'mm'),
 }
+# Top-level key of per-backbone overrides in an experiment YAML (see _per_backbone_section).
+PER_BACKBONE = 'per_backbone'
 # The rate the official code effectively trained at when a file said 0.0064 (see _check_legacy_lr).
 LEGACY_LR = 0.0064
 # Relative paths in a config file inside the repository, in defaults and in presets start here.
@@ -265,9 +271,11 @@ def _check_name(name, table, what, where):
 
 def load_config(path, backbone=None, resolve_paths=False):
     """defaults <- YAML file <- dataset kind preset <- backbone preset (``backbone`` or the
-    file's model.backbone.type). With ``resolve_paths`` the file paths become absolute
-    (see resolve_config_paths); otherwise they are kept as written."""
+    file's model.backbone.type), with the YAML's ``per_backbone`` entry for that backbone counted
+    as part of the file. With ``resolve_paths`` the file paths become absolute (see
+    resolve_config_paths); otherwise they are kept as written."""
     tree = _read_yaml(path)
+    per_backbone = _per_backbone_section(tree.pop(PER_BACKBONE, None), path)
     cfg = EasyDict(copy.deepcopy(DEFAULTS))
     legacy = []
     _merge(cfg, tree, path, legacy)
@@ -283,6 +291,9 @@ def load_config(path, backbone=None, resolve_paths=False):
         cfg.model.backbone.type = backbone
     name = cfg.model.backbone.type
     _check_name(name, registry.BACKBONES, 'backbone', 'model.backbone.type in %s' % path)
+    if per_backbone.get(name):
+        _merge(cfg, per_backbone[name], '%s (%s.%s)' % (path, PER_BACKBONE, name), legacy)
+        explicit.update(_flatten(per_backbone[name]))
     applied |= apply_preset(cfg, registry.BACKBONES[name], 'backbone %s' % name, explicit, path)
     _check_values(cfg, path)
     if resolve_paths:
@@ -318,6 +329,20 @@ def resolve_config_paths(cfg, path, from_file):
         if value:
             start = base if key in from_file else REPO_ROOT
             _set(cfg, key, os.path.normpath(os.path.join(start, os.path.expanduser(value))))
+
+
+def _per_backbone_section(section, path):
+    """``per_backbone: {name: {overrides}}``: settings an experiment ties to one backbone (say the
+    3DHP head's token width), applied as if the file set them when that backbone is used."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError("config key '%s' in %s must be a mapping of backbone names" % (PER_BACKBONE, path))
+    for name, overrides in section.items():
+        _check_name(name, registry.BACKBONES, 'backbone', '%s in %s' % (PER_BACKBONE, path))
+        if not isinstance(overrides, dict):
+            raise ConfigError("config key '%s.%s' in %s must be a mapping" % (PER_BACKBONE, name, path))
+    return section
 
 
 def _read_yaml(path):
