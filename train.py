@@ -1,22 +1,21 @@
-"""Train and evaluate Context-Aware PoseFormer on Human3.6M.
+"""Train and evaluate Context-Aware PoseFormer (Human3.6M, or another dataset kind of mvn/registry.py).
 
-Single GPU (the original README's command; torchrun works the same way):
-    CUDA_VISIBLE_DEVICES=0 python -m torch.distributed.launch --nproc_per_node=1 --master_port=2345 train.py \
-        --config experiments/human36m/train/human36m_vol_softmax_single.yaml --logdir ./logs
+One GPU (the original README's command; torchrun works the same way):
+$ CUDA_VISIBLE_DEVICES=0 python -m torch.distributed.launch --nproc_per_node=1 --master_port=2345 train.py --config experiments/human36m/train/human36m_vol_softmax_single.yaml --logdir ./logs
 Several GPUs on one machine (here 4):
-    CUDA_VISIBLE_DEVICES=0,1,2,3 torchrun --nproc_per_node=4 --master_port=2345 train.py \
-        --config experiments/human36m/human36m.yaml --backbone hrnet_32 --logdir ./logs
+$ CUDA_VISIBLE_DEVICES=0,1,2,3 torchrun --nproc_per_node=4 --master_port=2345 train.py --config experiments/human36m/human36m.yaml --backbone hrnet_32 --logdir ./logs
 Several machines (here 2 x 8 GPUs), on every node with its own --node_rank (HOST: node 0's address):
-    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST --master_port=29500 train.py \
-        --config experiments/human36m/human36m.yaml --logdir ./logs
-  or with elastic rendezvous, the same command on every node:
-    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --rdzv_id=capf \
-        train.py --config experiments/human36m/human36m.yaml --logdir ./logs
+$ torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST --master_port=29500 train.py --config experiments/human36m/human36m.yaml --logdir ./logs
+or with elastic rendezvous, the same command on every node:
+$ torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --rdzv_id=capf train.py --config experiments/human36m/human36m.yaml --logdir ./logs
 CPU (gloo), one process or several:
-    python train.py --config experiments/synthetic/synthetic.yaml --logdir ./logs
-    torchrun --nproc_per_node=2 train.py --config experiments/synthetic/synthetic.yaml --device cpu
+$ python train.py --config experiments/synthetic/synthetic.yaml --logdir ./logs
+$ torchrun --nproc_per_node=2 train.py --config experiments/synthetic/synthetic.yaml --device cpu
 Evaluate a released checkpoint (default checkpoint/best_epoch_{backbone}.bin, or --checkpoint PATH):
-    python train.py --config experiments/human36m/human36m.yaml --backbone hrnet_32 --eval
+$ python train.py --config experiments/human36m/human36m.yaml --backbone hrnet_32 --eval
+
+Paths on the command line are relative to the working folder; relative paths in a config file
+inside the repository are relative to the repository root, in one elsewhere to its folder.
 """
 import argparse
 import os
@@ -34,8 +33,15 @@ from mvn.models.build import build_model
 from mvn.training import Trainer
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist
-from mvn.utils.cfg import PATH_KEYS, config_differences, config_to_yaml, load_config
+from mvn.utils.cfg import PATH_KEYS, REPO_ROOT, config_differences, config_to_yaml, load_config
 from mvn.utils.monitor import Monitor, error_line, latest_run_dir, new_run_dir
+
+
+def epoch_count(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be at least 0, got %d' % value)
+    return value
 
 
 def parse_args(argv=None):
@@ -50,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument('--logdir', default='logs/', help='folder of the run directories')
     parser.add_argument('--seed', type=int, default=42, help='initialisation and training randomness (default 42)')
     parser.add_argument('--sync_bn', action='store_true', help='convert BatchNorm to SyncBatchNorm')
-    parser.add_argument('--epochs', type=int, help='override train.n_epochs')
+    parser.add_argument('--epochs', type=epoch_count, help='override train.n_epochs (0: set up the run, train nothing)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cuda', 'cpu'],
                         help='auto: CUDA (NCCL) when available, else the CPU (gloo)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=None, help='set by the launcher')
@@ -101,20 +107,19 @@ def find_run(args, run_name, monitor):
 
 
 def save_resolved_config(resolved, resume, monitor):
-    """config.yaml (``resolved``: YAML text) of a new run. A resumed run keeps its config.yaml; a
+    """config.yaml (``resolved``: YAML text) of a new run. A continued run keeps its config.yaml; a
     changed config is named in a warning and saved beside it as config_resumed_epochNNN.yaml."""
-    saved = resume['config'] if resume is not None else None
-    if saved is None and not os.path.isfile(monitor.path('config.yaml') or ''):
+    path = monitor.path('config.yaml')
+    if path is None:                    # not rank 0
+        return
+    if not os.path.isfile(path):
         monitor.save_text('config.yaml', resolved)
         return
-    if saved is None:
-        with open(monitor.path('config.yaml')) as f:
-            saved = f.read()
-    changes = config_differences(saved, resolved)
+    with open(path) as f:
+        changes = config_differences(f.read(), resolved)
     if changes:
-        epoch = resume['epoch'] if resume is not None else 0
         monitor.warning('the config differs from the resumed run\'s: %s' % '; '.join(changes))
-        monitor.save_text('config_resumed_epoch%03d.yaml' % epoch, resolved)
+        monitor.save_text('config_resumed_epoch%03d.yaml' % (resume['epoch'] if resume else 0), resolved)
 
 
 def batch_preparer(cfg, dataset, device, **kwargs):
@@ -139,25 +144,53 @@ def build_training_data(cfg, args, device):
     return loader, batch_preparer(cfg, dataset, device, train=True)
 
 
+def resolve_config(args, device):
+    """(cfg, its YAML text, the run name) of the command line, the same on every rank."""
+    cfg = load_config(args.config, backbone=args.backbone, resolve_paths=True)
+    if args.epochs is not None:
+        cfg.train.n_epochs = args.epochs
+    resolved = config_to_yaml(cfg)
+    check_same_config_on_all_ranks(resolved, args.config, device)
+    run_name = ('eval_' if args.eval else '') + '%s_%s' % (
+        os.path.splitext(os.path.basename(args.config))[0], cfg.model.backbone.type)
+    return cfg, resolved, run_name
+
+
+def load_run_model(cfg, args, device, resume):
+    """(model, its CA-PF checkpoint as {'checkpoint': path, 'checkpoint_epoch': epoch} or {}):
+    a resumed run's state, the checkpoint to evaluate (default: the released one for the
+    backbone), model.checkpoint, or the backbone's pretrained weights."""
+    default = os.path.join(REPO_ROOT, 'checkpoint', 'best_epoch_%s.bin' % cfg.model.backbone.type)
+    checkpoint = (args.checkpoint or default) if args.eval else cfg.model.checkpoint
+    hint = 'place the released checkpoint there or pass --checkpoint' if args.eval and not args.checkpoint else ''
+    model, loaded = build_model(cfg, device, seed=args.seed, resume_state=resume, checkpoint=checkpoint,
+                                checkpoint_hint=hint, sync_bn=args.sync_bn)
+    if loaded is None:
+        return model, {}
+    return model, {'checkpoint': os.path.abspath(checkpoint),
+                   'checkpoint_epoch': loaded.get('epoch') if isinstance(loaded, dict) else None}
+
+
+def train(model, cfg, args, device, monitor, evaluator, training_data, resolved, resume):
+    """The epochs still to train, each evaluated (see mvn.training)."""
+    trainer = Trainer(model, cfg, device, seed=args.seed, monitor=monitor, config_yaml=resolved,
+                      evaluate=lambda m, epoch: evaluator(m, epoch, 'eval_epoch_%03d.json' % epoch))
+    if resume is not None:
+        trainer.restore(resume)
+    monitor.info('training on %d frames, evaluating on %d frames'
+                 % (len(training_data[0].dataset), evaluator.dataset.file_size))
+    trainer.fit(*training_data, n_epochs=cfg.train.n_epochs)
+
+
 def main(args):
     device, notice = dist.init_distributed(args.device, args.local_rank)
     with Monitor(main=dist.is_main_process()) as monitor:      # files only once the run really starts
         if notice:
             monitor.info(notice)
-        cfg = load_config(args.config, backbone=args.backbone)
-        if args.epochs is not None:
-            cfg.train.n_epochs = args.epochs
-        resolved = config_to_yaml(cfg)
-        check_same_config_on_all_ranks(resolved, args.config, device)
-        run_name = ('eval_' if args.eval else '') + '%s_%s' % (
-            os.path.splitext(os.path.basename(args.config))[0], cfg.model.backbone.type)
+        cfg, resolved, run_name = resolve_config(args, device)
         resume, run_dir = find_run(args, run_name, monitor)
         ensure_synthetic_data(cfg, log=monitor.info)
-        checkpoint = (args.checkpoint or 'checkpoint/best_epoch_%s.bin' % cfg.model.backbone.type) if args.eval \
-            else cfg.model.checkpoint
-        model, loaded = build_model(cfg, device, seed=args.seed, resume_state=resume, checkpoint=checkpoint,
-                                    sync_bn=args.sync_bn, checkpoint_hint='place the released checkpoint there or '
-                                    'pass --checkpoint' if args.eval and not args.checkpoint else '')
+        model, checkpoint = load_run_model(cfg, args, device, resume)
         if resume is not None and resume['epoch'] >= cfg.train.n_epochs and not resume.get('pending'):
             monitor.info('nothing left to do: %s has trained all %d epochs (raise --epochs to go on)'
                          % (resume['path'], cfg.train.n_epochs))
@@ -170,18 +203,11 @@ def main(args):
         save_resolved_config(resolved, resume, monitor)
         monitor.text('config', '```\n%s```' % resolved)
         if args.eval:
-            report = evaluator(model, 0, 'eval_results.json', checkpoint=os.path.abspath(checkpoint),
-                               checkpoint_epoch=loaded.get('epoch') if isinstance(loaded, dict) else None)
+            report = evaluator(model, 0, 'eval_results.json', **checkpoint)
             for line in report.table_lines() if report is not None else ():
                 monitor.info(line)
         else:
-            trainer = Trainer(model, cfg, device, seed=args.seed, monitor=monitor, config_yaml=resolved,
-                              evaluate=lambda m, epoch: evaluator(m, epoch, 'eval_epoch_%03d.json' % epoch))
-            if resume is not None:
-                trainer.restore(resume)
-            monitor.info('training on %d frames, evaluating on %d frames'
-                         % (len(training_data[0].dataset), evaluator.dataset.file_size))
-            trainer.fit(*training_data, n_epochs=cfg.train.n_epochs)
+            train(model, cfg, args, device, monitor, evaluator, training_data, resolved, resume)
 
 
 class Terminated(BaseException):
@@ -196,7 +222,8 @@ def _on_sigterm(signum, frame, main_pid=os.getpid()):
     raise Terminated()
 
 
-if __name__ == '__main__':
+def cli(argv=None):
+    """The command: main() with one-line errors and the exit codes of a stopped run."""
     from mvn.datasets.images import DataError
     from mvn.datasets.label_cache import LabelError
     from mvn.models.weights import WeightsError
@@ -204,7 +231,7 @@ if __name__ == '__main__':
     from mvn.utils.dist import LaunchError
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        main(parse_args())
+        main(parse_args(argv))
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:
         print('error: %s' % error_line(e), file=sys.stderr)
         sys.exit(1)
@@ -216,3 +243,7 @@ if __name__ == '__main__':
         sys.exit(143)
     finally:
         dist.cleanup()
+
+
+if __name__ == '__main__':
+    cli()

@@ -38,7 +38,8 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
                     scaler=None, writer=None, global_step=0):
     """Trains the head for one pass over ``loader``.
 
-    Loss: MPJPE in metres over all joints. A batch whose loss is NaN on any rank is skipped (no step).
+    Loss: MPJPE in metres over all joints (shown and plotted in mm). A batch whose loss is NaN on
+    any rank is skipped (no step).
     ``grad_clip`` > 0 clips the gradient norm at grad_clip / base_lr (the configured initial rate).
     Returns {'loss': sample-weighted mean loss over all ranks (metres), 'samples', 'skipped',
     'seconds', 'global_step'}.
@@ -79,10 +80,10 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
             samples += joints_3d.shape[0]
             global_step += 1
             if main:
-                value = loss.item()
-                progress.set_postfix(loss='%.2f mm' % (1000 * value))
+                loss_mm = 1000 * loss.item()
+                progress.set_postfix(loss='%.2f mm' % loss_mm)
                 if writer is not None:
-                    writer.add_scalar('train/loss_iter', value, global_step)
+                    writer.add_scalar('train/loss_iter', loss_mm, global_step)
                     writer.add_scalar('train/lr_iter', optimizer.param_groups[0]['lr'], global_step)
     total_loss, total_samples, total_skipped = dist.all_reduce_sum([loss_sum.item(), samples, skipped], device)
     return {'loss': total_loss / total_samples if total_samples else math.nan, 'samples': int(total_samples),

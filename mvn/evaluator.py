@@ -22,30 +22,34 @@ class Evaluator:
 
     def __call__(self, model, epoch, json_name, **record):
         """The EvaluationReport of ``model`` after ``epoch`` epochs on rank 0 (None elsewhere),
-        once saved as ``json_name`` ({'epoch', 'labels', **record, **report.to_json()}), plotted at
-        step ``epoch`` and drawn."""
+        once plotted at step ``epoch``, drawn, and saved as ``json_name`` ({'epoch', 'labels',
+        **record, **report.to_json()})."""
         report, predictions = engine.evaluate(model, self.loader, self.preparer, self.dataset,
                                               flip_test=self.flip_test, amp=self.amp)
         if report is None:
             return None
-        self.monitor.save_json(json_name, {'epoch': epoch, 'labels': self.dataset.labels_path, **record,
-                                           **report.to_json()})
         self.monitor.scalars(report.scalars(), epoch)
         if self.monitor.writer and self.n_pictures > 0:
             self.monitor.images('val/poses', skeleton_pictures(self.dataset, predictions, self.n_pictures), epoch)
+        # Last: once the JSON file is there, the evaluation is recorded everywhere.
+        self.monitor.save_json(json_name, {'epoch': epoch, 'labels': self.dataset.labels_path, **record,
+                                           **report.to_json()})
         return report
 
 
 def skeleton_pictures(dataset, predictions, count):
     """Pictures of ``count`` frames spread evenly over the whole file: the crop with its 2D
-    keypoints, and the predicted and true 3D poses (root-relative). ``predictions``: (N, 1, J, 3)
-    metres for every frame of the file, as the evaluation has them on rank 0."""
+    keypoints, the predicted and true 3D poses (root-relative) and the frame's P1 in mm.
+    ``predictions``: (N, 1, J, 3) metres for every frame of the file, as the evaluation has them
+    on rank 0."""
     skeleton = dataset.skeleton
     picks = np.linspace(0, dataset.file_size - 1, min(count, dataset.file_size)).astype(int)
     pictures = []
     for j in picks:
         crop, joints_3d, _, keypoints_crop = dataset.frame(j)
         target = joints_3d[0] - joints_3d[0][skeleton.root]
-        pictures.append(pose_comparison(crop, keypoints_crop, predictions[j, 0].numpy(), target,
-                                        skeleton.parents, skeleton.left))
+        pred = predictions[j, 0].numpy()
+        p1_mm = 1000 * np.linalg.norm(pred.astype(np.float64) - target, axis=-1).mean()
+        pictures.append(pose_comparison(crop, keypoints_crop, pred, target, skeleton.parents, skeleton.left,
+                                        caption='frame %d: P1 %.1f mm' % (j, p1_mm)))
     return pictures

@@ -258,8 +258,8 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
                                 '--logdir', str(tmp_path)))
     assert line.startswith('error: cannot read checkpoint file') and 'corrupt.bin' in line
     line = one_line_error(train('--config', trained['config'], '--eval', '--logdir', str(tmp_path)))
-    assert line == ('error: checkpoint file not found: checkpoint/best_epoch_hrnet_tiny.bin '
-                    '(place the released checkpoint there or pass --checkpoint)')   # the official default
+    assert line == ('error: checkpoint file not found: %s/checkpoint/best_epoch_hrnet_tiny.bin '
+                    '(place the released checkpoint there or pass --checkpoint)' % REPO)   # the official default
     line = one_line_error(train('--config', str(tmp_path / 'nope.yaml'), '--logdir', str(tmp_path)))
     assert line == 'error: config file not found: %s' % (tmp_path / 'nope.yaml')
     last = os.path.join(trained['run_dir'], 'checkpoints', 'last.pth')

@@ -1,7 +1,8 @@
 """Configuration: every default in one place, the YAML on top, then the presets of the dataset
 kind and of the backbone (``mvn/registry.py``).
 
-``load_config(path, backbone=None)`` returns a fresh EasyDict. A key this implementation does not
+``load_config(path, backbone=None, resolve_paths=False)`` returns a fresh EasyDict; train.py asks
+for absolute paths (see ``resolve_config_paths``). A key this implementation does not
 know is an error naming it (and the nearest valid key), except keys of the official code that
 have no effect here: those are accepted and named once in a warning, so the official YAML files
 load unchanged. A preset replaces values left at their default (or at another entry's preset
@@ -106,6 +107,12 @@ LEGACY_KEYS = {
 LEGACY_SECTIONS = ('model.volume_net', 'model.backbone.STAGE2', 'model.backbone.STAGE3',
                    'model.backbone.STAGE4')
 
+# Numbers a run cannot use below zero, or at zero either ('positive').
+LIMITS = {
+    'train.n_epochs': 'at least 0', 'train.num_workers': 'at least 0', 'val.num_workers': 'at least 0',
+    'train.weight_decay': 'at least 0', 'loss.grad_clip': 'at least 0', 'vis_n_elements': 'at least 0',
+    'train.batch_size': 'positive', 'val.batch_size': 'positive', 'train.volume_net_lr': 'positive',
+}
 CHOICES = {
     'loss.criterion': ('MPJPE',),
     'train.amp': ('off', 'bf16', 'fp16'),
@@ -115,6 +122,11 @@ CHOICES = {
 PER_BACKBONE = 'per_backbone'
 # The rate the official code effectively trained at when a file said 0.0064 (see _check_legacy_lr).
 LEGACY_LR = 0.0064
+# Relative paths in a config file inside the repository, in defaults and in presets start here.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Where files are; nodes of one job may keep the same files in different places.
+PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'dataset.train_labels_path',
+             'dataset.val_labels_path')
 
 
 class ConfigError(ValueError):
@@ -163,9 +175,7 @@ def _merge(cfg, tree, source, legacy, prefix=''):
             continue
         defaults_node = _get(DEFAULTS, prefix[:-1]) if prefix else DEFAULTS
         if key not in defaults_node:
-            close = difflib.get_close_matches(path, _valid_paths(), n=1, cutoff=0.6)
-            hint = " (did you mean '%s'?)" % close[0] if close else ''
-            raise ConfigError("unknown config key '%s' in %s%s" % (path, source, hint))
+            raise ConfigError("unknown config key '%s' in %s%s" % (path, source, _did_you_mean(path, defaults_node)))
         default = defaults_node[key]
         if isinstance(default, dict) and default:
             if not isinstance(value, dict):
@@ -173,6 +183,17 @@ def _merge(cfg, tree, source, legacy, prefix=''):
             _merge(cfg, value, source, legacy, path + '.')
         else:
             _set(cfg, path, _coerce(path, default, value, source))
+
+
+def _did_you_mean(path, siblings):
+    """' (did you mean ...?)' with the nearest key of the same section (a misspelled section
+    name too), else the nearest key anywhere; '' if none is near."""
+    prefix, _, key = path.rpartition('.')
+    close = difflib.get_close_matches(key, [str(k) for k in siblings], n=1, cutoff=0.6)
+    if close:
+        return " (did you mean '%s'?)" % ((prefix + '.' if prefix else '') + close[0])
+    close = difflib.get_close_matches(path, _valid_paths(), n=1, cutoff=0.6)
+    return " (did you mean '%s'?)" % close[0] if close else ''
 
 
 def _coerce(path, default, value, source):
@@ -216,7 +237,9 @@ def _is_stock(path, value):
 def apply_preset(cfg, entry, what, explicit, source):
     """Applies a registry entry (``what``: 'backbone hrnet_48', ...) to ``cfg``: its fixed values
     (a different value the file set is an error naming both), then its preset values where the
-    file set nothing or a stock value (see _is_stock). ``explicit``: flat keys the file set."""
+    file set nothing or a stock value (see _is_stock). ``explicit``: flat keys the file set.
+    Returns the keys it set."""
+    applied = set(entry.fixed)
     for path, value in entry.fixed.items():
         if path in explicit and _get(cfg, path) != value:
             raise ConfigError("config key '%s' in %s is %r, but %s needs %r"
@@ -225,6 +248,8 @@ def apply_preset(cfg, entry, what, explicit, source):
     for path, value in entry.preset.items():
         if path not in explicit or _is_stock(path, _get(cfg, path)):
             _set(cfg, path, value)
+            applied.add(path)
+    return applied
 
 
 def _dataset_kind(cfg, explicit, source):
@@ -244,10 +269,11 @@ def _check_name(name, table, what, where):
         raise ConfigError("unknown %s '%s' (%s); choose one of: %s" % (what, name, where, ', '.join(table)))
 
 
-def load_config(path, backbone=None):
+def load_config(path, backbone=None, resolve_paths=False):
     """defaults <- YAML file <- dataset kind preset <- backbone preset (``backbone`` or the
     file's model.backbone.type), with the YAML's ``per_backbone`` entry for that backbone counted
-    as part of the file."""
+    as part of the file. With ``resolve_paths`` the file paths become absolute (see
+    resolve_config_paths); otherwise they are kept as written."""
     tree = _read_yaml(path)
     per_backbone = _per_backbone_section(tree.pop(PER_BACKBONE, None), path)
     cfg = EasyDict(copy.deepcopy(DEFAULTS))
@@ -259,7 +285,7 @@ def load_config(path, backbone=None):
     _check_legacy_lr(cfg, tree, path, legacy)
     explicit = _flatten(tree)
     kind = _dataset_kind(cfg, explicit, path)
-    apply_preset(cfg, registry.DATASETS[kind], 'dataset %s' % kind, explicit, path)
+    applied = apply_preset(cfg, registry.DATASETS[kind], 'dataset %s' % kind, explicit, path)
     if backbone is not None:
         _check_name(backbone, registry.BACKBONES, 'backbone', '--backbone')
         cfg.model.backbone.type = backbone
@@ -268,11 +294,41 @@ def load_config(path, backbone=None):
     if per_backbone.get(name):
         _merge(cfg, per_backbone[name], '%s (%s.%s)' % (path, PER_BACKBONE, name), legacy)
         explicit.update(_flatten(per_backbone[name]))
-    apply_preset(cfg, registry.BACKBONES[name], 'backbone %s' % name, explicit, path)
+    applied |= apply_preset(cfg, registry.BACKBONES[name], 'backbone %s' % name, explicit, path)
+    _check_values(cfg, path)
+    if resolve_paths:
+        resolve_config_paths(cfg, path, from_file=set(explicit) - applied)
+    return cfg
+
+
+def _check_values(cfg, source):
     if cfg.model.poseformer.levels != 4:
         raise ConfigError("config key 'model.poseformer.levels' in %s: every backbone gives 4 maps, got %r"
-                          % (path, cfg.model.poseformer.levels))
-    return cfg
+                          % (source, cfg.model.poseformer.levels))
+    for key, bound in LIMITS.items():
+        value = _get(cfg, key)
+        if value < 0 or (value == 0 and bound == 'positive'):
+            raise ConfigError("config key '%s' in %s must be %s, got %r" % (key, source, bound, value))
+
+
+def config_base_dir(path):
+    """Where the relative paths a config file writes start: the repository root for a file
+    inside the repository (experiments/...), else the file's own folder."""
+    folder = os.path.dirname(os.path.realpath(path))
+    root = os.path.realpath(REPO_ROOT)
+    return REPO_ROOT if os.path.commonpath([folder, root]) == root else folder
+
+
+def resolve_config_paths(cfg, path, from_file):
+    """Makes the PATH_KEYS of ``cfg`` absolute (``~`` expanded): values the file ``path`` wrote
+    (``from_file``: its flat keys) against config_base_dir(path); defaults and presets against
+    the repository root. Whatever the working directory, a config means the same files."""
+    base = config_base_dir(path)
+    for key in PATH_KEYS:
+        value = _get(cfg, key)
+        if value:
+            start = base if key in from_file else REPO_ROOT
+            _set(cfg, key, os.path.normpath(os.path.join(start, os.path.expanduser(value))))
 
 
 def _per_backbone_section(section, path):
@@ -293,8 +349,11 @@ def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError('config file not found: %s' % path)
     try:
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             tree = yaml.safe_load(f)
+    except UnicodeDecodeError as e:
+        raise ConfigError('config file %s is not UTF-8 text (byte 0x%02x at offset %d)'
+                          % (path, e.object[e.start], e.start)) from None
     except yaml.YAMLError as e:
         raise ConfigError('cannot parse config file %s: %s' % (path, str(e).splitlines()[0])) from None
     tree = {} if tree is None else tree
@@ -327,9 +386,6 @@ def config_to_yaml(cfg) -> str:
 
 
 _ABSENT = object()
-# Where files are; nodes of one job may keep the same files in different places.
-PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'dataset.train_labels_path',
-             'dataset.val_labels_path')
 
 
 def config_differences(old_yaml, new_yaml, ignore=()):
