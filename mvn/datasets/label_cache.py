@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from mvn.utils.io import file_lock
+from mvn.utils.io import disk_full_error, file_lock, is_disk_full
 
 CACHE_VERSION = 1
 logger = logging.getLogger(__name__)
@@ -192,6 +192,11 @@ def _write_cache(cache_dir, columns, fingerprint):
             # Where the file system has no locks, another process may have put its cache there.
             if not _cache_is_valid(cache_dir, fingerprint):
                 raise
+    except OSError as e:
+        if is_disk_full(e):
+            shutil.rmtree(tmp, ignore_errors=True)      # first, so that the message counts its space as free
+            raise disk_full_error(cache_dir) from None
+        raise
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
