@@ -1,11 +1,13 @@
 """Faults a run must survive or report in one line: non-finite labels, a full disk while saving,
 SIGTERM to a process group with loader workers, files that are not checkpoints."""
 import errno
+import io
 import json
 import os
 import pickle
 import re
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ import train
 from mvn.datasets import label_cache
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.datasets.label_cache import LabelError
+from mvn.models import weights
+from mvn.models.weights import WeightsError
 from mvn.utils import checkpoint
 from mvn.utils.io import DiskFullError
 from mvn.utils.monitor import Monitor
@@ -151,3 +155,76 @@ def test_a_full_disk_stops_train_py_with_one_line_and_exit_1(processed_data, tmp
     assert [line for line in lines if line.startswith('error')] == lines[-1:]
     assert re.fullmatch(r'error: no space left on the device writing .*/checkpoints/last\.pth \(free there: '
                         r'[\d.]+ MB\); an earlier version of the file is unchanged', lines[-1]), lines[-1]
+
+
+class Runs:
+    """Unpickling this runs code: it would create the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def not_checkpoints(tmp_path):
+    """{name: (path, what the message calls it)} of files that are not PyTorch checkpoints."""
+    files = {'text.pth': (b'epoch: 3\nlr: 0.1\n', 'a text file'),
+             'random.pth': (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+                            'not in any format torch.save writes'),
+             'empty.pth': (b'', 'an empty file'),
+             'code.pkl': (pickle.dumps(Runs(str(tmp_path / 'code ran'))), 'a plain pickle, not written by torch.save')}
+    with zipfile.ZipFile(tmp_path / 'other.zip', 'w') as archive:
+        archive.writestr('notes.txt', 'not weights')
+    buffer = io.BytesIO()
+    torch.save({'model': {'w': torch.ones(100)}}, buffer)
+    files['truncated.pth'] = (buffer.getvalue()[:len(buffer.getvalue()) // 2], 'a damaged or truncated zip archive')
+    paths = {'other.zip': (str(tmp_path / 'other.zip'), 'a zip archive of other files')}
+    for name, (content, kind) in files.items():
+        (tmp_path / name).write_bytes(content)
+        paths[name] = (str(tmp_path / name), kind)
+    return paths
+
+
+LOADERS = {
+    'read_weights': lambda path: checkpoint.read_weights(path, 'checkpoint'),
+    'load_model_checkpoint': lambda path: weights.load_model_checkpoint(torch.nn.Linear(2, 2), path),
+    'load_backbone_state': lambda path: weights.load_backbone_state(torch.nn.Linear(2, 2), path),
+}
+
+
+@pytest.mark.parametrize('loader', LOADERS)
+def test_a_file_that_is_not_a_checkpoint_is_named_so_without_torchs_advice(tmp_path, loader):
+    for name, (path, kind) in not_checkpoints(tmp_path).items():
+        with pytest.raises(WeightsError) as error:
+            LOADERS[loader](path)
+        assert str(error.value) == 'not a PyTorch checkpoint: %s (%s)' % (path, kind), name
+    assert not os.path.exists(tmp_path / 'code ran')
+
+
+def test_a_torch_file_holding_more_than_tensors_is_refused_without_torchs_advice(tmp_path):
+    path = str(tmp_path / 'module.pth')
+    torch.save({'model': torch.nn.Linear(2, 2)}, path)
+    with pytest.raises(WeightsError) as error:
+        checkpoint.read_weights(path, 'checkpoint')
+    assert str(error.value) == ('checkpoint file %s holds a torch.nn.modules.linear.Linear, more than tensors and '
+                                'plain values: not loaded, as loading it could run code' % path)
+
+
+def test_checkpoints_of_both_torch_formats_still_load(tmp_path):
+    state = {'epoch': 3, 'model': {'w': torch.arange(5.0)}}
+    torch.save(state, tmp_path / 'zip.pth')
+    torch.save(state, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)   # torch < 1.6, the COCO weights
+    for name in ('zip.pth', 'legacy.pth'):
+        loaded = checkpoint.read_weights(str(tmp_path / name))
+        assert loaded['epoch'] == 3 and torch.equal(loaded['model']['w'], torch.arange(5.0))
+
+
+def test_resume_from_a_config_file_says_what_is_wrong_in_one_line(processed_data, tmp_path, capsys):
+    config = write_config(tmp_path / 'tiny.yaml', processed_data)
+    with pytest.raises(SystemExit) as stopped:
+        train.cli(['--config', config, '--resume', config, '--logdir', str(tmp_path / 'logs'), '--device', 'cpu'])
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: not a PyTorch checkpoint: %s (a text file); --resume takes a run's checkpoints/last.pth, or auto"
+        % config]

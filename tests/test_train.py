@@ -256,7 +256,7 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
     corrupt.write_bytes(b'garbage')
     line = one_line_error(train('--config', trained['config'], '--eval', '--checkpoint', str(corrupt),
                                 '--logdir', str(tmp_path)))
-    assert line.startswith('error: cannot read checkpoint file') and 'corrupt.bin' in line
+    assert line == 'error: not a PyTorch checkpoint: %s (a text file)' % corrupt
     line = one_line_error(train('--config', trained['config'], '--eval', '--logdir', str(tmp_path)))
     assert line == ('error: checkpoint file not found: %s/checkpoint/best_epoch_hrnet_tiny.bin '
                     '(place the released checkpoint there or pass --checkpoint)' % REPO)   # the official default

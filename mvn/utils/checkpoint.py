@@ -8,6 +8,9 @@ works).
 """
 import glob
 import os
+import re
+import tarfile
+import zipfile
 
 import torch
 
@@ -22,18 +25,64 @@ class WeightsError(RuntimeError):
     """A weight file that is missing, unreadable or does not fit the model."""
 
 
-def read_weights(path, what='weights', hint=''):
-    """torch.load with weights_only=True on the CPU, with one-line errors (``hint`` is added
-    when the file does not exist)."""
+def read_weights(path, what='weights', hint='', expected=''):
+    """torch.load with weights_only=True on the CPU, with one-line errors: ``hint`` is added when
+    the file does not exist, ``expected`` (what the caller wants, say "--resume takes a last.pth")
+    when it is not a PyTorch checkpoint. Never torch's advice to load with weights_only=False: a
+    file that needs it could run code."""
     if not path:
         raise WeightsError('no %s file given' % what)
     if not os.path.isfile(path):
         raise WeightsError('%s file not found: %s%s' % (what, path, ' (%s)' % hint if hint else ''))
+    kind = _not_a_checkpoint(path)      # first: torch.load would warn about a plain pickle's protocol
+    if kind is not None:
+        raise WeightsError('not a PyTorch checkpoint: %s (%s)%s' % (path, kind, '; ' + expected if expected else ''))
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:    # corrupt, truncated, or a pickle that asks to run code
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError('cannot read %s file %s: %s' % (what, path, first_line)) from None
+    except Exception as e:    # damaged, or a pickle that asks for more than tensors and plain values
+        raise _unreadable(path, what, e) from None
+
+
+# Near the start of a file written by torch.save before torch 1.6: its magic number, pickled.
+_LEGACY_TORCH_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+
+
+def _not_a_checkpoint(path):
+    """What ``path`` is when it is not a file torch.save could have written, else None."""
+    if os.path.getsize(path) == 0:
+        return 'an empty file'
+    with open(path, 'rb') as f:
+        head = f.read(4096)
+    if head.startswith(b'PK\x03\x04'):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return 'a damaged or truncated zip archive'
+        return None if any(name.endswith('/data.pkl') for name in names) else 'a zip archive of other files'
+    if _LEGACY_TORCH_MAGIC in head[:32] or tarfile.is_tarfile(path):   # older torch.save formats
+        return None
+    if head[:1] == b'\x80' and head[1:2] in (b'\x02', b'\x03', b'\x04', b'\x05'):
+        return 'a plain pickle, not written by torch.save'
+    try:
+        head.decode('utf-8')
+        return 'a text file'
+    except UnicodeDecodeError as e:
+        if e.start >= len(head) - 3:            # a character cut at the end of the block read
+            return 'a text file'
+    return 'not in any format torch.save writes'
+
+
+def _unreadable(path, what, error):
+    """The WeightsError of a torch file that torch.load refused (``error``)."""
+    message = str(error)
+    refused = re.search(r'GLOBAL ([\w.]+)', message)
+    if refused:
+        return WeightsError('%s file %s holds a %s, more than tensors and plain values: not loaded, as loading it '
+                            'could run code' % (what, path, refused.group(1)))
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and 'weights_only' not in line and 'Weights only load failed' not in line]
+    return WeightsError('cannot read %s file %s: %s' % (what, path, lines[0] if lines else type(error).__name__))
 
 
 def atomic_save(obj, path):
@@ -71,7 +120,8 @@ def save_last(path, epoch, lr, best_p1, model, optimizer, config_yaml, seed, sca
 
 
 def load_resume_state(path):
-    state = read_weights(path, 'resume checkpoint')
+    state = read_weights(path, 'resume checkpoint', expected="--resume takes a run's checkpoints/%s, or auto"
+                         % LAST_NAME)
     required = ('epoch', 'lr', 'best_p1', 'model', 'optimizer', 'seed', 'config')
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
