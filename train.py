@@ -20,7 +20,6 @@ inside the repository are relative to the repository root, in one elsewhere to i
 import argparse
 import logging
 import os
-import signal
 import sys
 
 import torch
@@ -33,7 +32,7 @@ from mvn.models.backbones import input_normalization
 from mvn.models.build import build_model
 from mvn.training import Trainer
 from mvn.utils import checkpoint as ckpt
-from mvn.utils import dist
+from mvn.utils import dist, signals
 from mvn.utils.cfg import PATH_KEYS, REPO_ROOT, config_differences, config_to_yaml, load_config
 from mvn.utils.monitor import Monitor, error_line, latest_run_dir, new_run_dir
 
@@ -211,18 +210,6 @@ def main(args):
             train(model, cfg, args, device, monitor, evaluator, training_data, resolved, resume)
 
 
-class Terminated(BaseException):
-    """SIGTERM (scancel, a launcher stopping the job): unwinds like Ctrl-C, so the run's files are closed."""
-
-
-def _on_sigterm(signum, frame, main_pid=os.getpid()):
-    if os.getpid() != main_pid:           # a forked loader worker: end as by default
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    raise Terminated()
-
-
 def cli(argv=None):
     """The command: main() with one-line errors and the exit codes of a stopped run."""
     from mvn.datasets.images import DataError
@@ -230,21 +217,22 @@ def cli(argv=None):
     from mvn.models.weights import WeightsError
     from mvn.utils.cfg import ConfigError
     from mvn.utils.dist import LaunchError
-    signal.signal(signal.SIGTERM, _on_sigterm)
     logging.raiseExceptions = False      # a log line that cannot be written (a full disk) prints no traceback
+    handlers = signals.install()
     try:
         main(parse_args(argv))
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:
         print('error: %s' % error_line(e), file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
-        sys.exit(130)
-    except Terminated:
-        print('terminated', file=sys.stderr)
-        sys.exit(143)
+    except BaseException as e:           # Ctrl-C, SIGTERM (exit codes 130, 143); anything else as it is
+        stop = signals.stop_code(e)
+        if stop is None:
+            raise
+        print(stop[0], file=sys.stderr)
+        sys.exit(stop[1])
     finally:
         dist.cleanup()
+        signals.restore(handlers)
 
 
 if __name__ == '__main__':

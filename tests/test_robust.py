@@ -1,12 +1,16 @@
 """Faults a run must survive or report in one line: non-finite labels, a full disk while saving,
 SIGTERM to a process group with loader workers, files that are not checkpoints."""
 import errno
+import glob
 import io
 import json
 import os
 import pickle
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -19,7 +23,7 @@ from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.datasets.label_cache import LabelError
 from mvn.models import weights
 from mvn.models.weights import WeightsError
-from mvn.utils import checkpoint
+from mvn.utils import checkpoint, signals
 from mvn.utils.io import DiskFullError
 from mvn.utils.monitor import Monitor
 from tests.helpers import write_config
@@ -228,3 +232,61 @@ def test_resume_from_a_config_file_says_what_is_wrong_in_one_line(processed_data
     assert capsys.readouterr().err.splitlines() == [
         "error: not a PyTorch checkpoint: %s (a text file); --resume takes a run's checkpoints/last.pth, or auto"
         % config]
+
+
+# train.py whose first loader item sends SIGTERM to the whole process group (as scancel or docker
+# stop do) from inside a loader worker, while the main process waits for the batch.
+GROUP_SIGTERM = r'''
+import os, signal, sys
+sys.path.insert(0, %r)
+import train
+from mvn.datasets.base import PoseDataset
+
+main_pid, frame = os.getpid(), PoseDataset.frame
+def frame_then_stop(self, j):
+    if os.getpid() != main_pid:
+        try:
+            os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL))      # one worker sends it, once
+            os.killpg(0, signal.SIGTERM)
+        except FileExistsError:
+            pass
+    return frame(self, j)
+PoseDataset.frame = frame_then_stop
+train.cli(sys.argv[2:])
+''' % os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_ends_cleanly_with_143(processed_data, tmp_path):
+    config = write_config(tmp_path / 'workers.yaml', processed_data, **{'train.num_workers': 2, 'val.num_workers': 2})
+    run = subprocess.run([sys.executable, '-c', GROUP_SIGTERM, str(tmp_path / 'sent'), '--config', config,
+                          '--logdir', str(tmp_path / 'logs'), '--device', 'cpu'], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert os.path.exists(tmp_path / 'sent')
+    assert (run.returncode, run.stderr.splitlines()[-1]) == (143, 'terminated'), run.stderr[-3000:]
+    assert 'Traceback' not in run.stderr and 'Error' not in run.stderr, run.stderr[-3000:]
+    (log,) = glob.glob(str(tmp_path / 'logs' / '*' / 'log.txt'))
+    with open(log) as f:
+        assert f.read().splitlines()[-1].endswith(' stopped: Terminated')
+
+
+@pytest.mark.parametrize('error, expected', [
+    (signals.Terminated(), ('terminated', 143)),
+    (KeyboardInterrupt(), ('interrupted', 130)),
+    # PyTorch's message when it notices a worker killed by the group's signal before the main
+    # process handled its own (torch/csrc/DataLoader.cpp)
+    (RuntimeError('DataLoader worker (pid 4242) is killed by signal: Terminated. '), ('terminated', 143)),
+    (RuntimeError('DataLoader worker (pid 4242) is killed by signal: Interrupt. '), ('interrupted', 130)),
+    (RuntimeError('DataLoader worker (pid 4242) is killed by signal: Bus error. '), None),
+    (ValueError('anything else'), None)])
+def test_what_counts_as_a_stop_by_a_signal(error, expected, monkeypatch):
+    monkeypatch.setattr(signals, '_stopped', [])
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
+    try:
+        signals.install()
+        assert signals.stop_code(error) == expected
+        if expected is not None:            # on the way out: further signals are ignored, worker checks off
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN == signal.getsignal(signal.SIGINT)
+            assert signal.getsignal(signal.SIGCHLD) not in (signal.SIG_DFL, handlers[signal.SIGCHLD])
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
