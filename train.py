@@ -44,6 +44,13 @@ def epoch_count(text):
     return value
 
 
+def positive_seconds(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be more than 0 seconds, got %s' % text)
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='experiment YAML')
@@ -59,6 +66,9 @@ def parse_args(argv=None):
     parser.add_argument('--epochs', type=epoch_count, help='override train.n_epochs (0: set up the run, train nothing)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cuda', 'cpu'],
                         help='auto: CUDA (NCCL) when available, else the CPU (gloo)')
+    parser.add_argument('--dist-timeout', type=positive_seconds, default=dist.DEFAULT_TIMEOUT, metavar='SECONDS',
+                        help='several processes: how long ranks wait for each other, at the start and in every '
+                             'collective, before the job ends with an error (default %(default)s)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=None, help='set by the launcher')
     args = parser.parse_args(argv)
     if args.checkpoint and not args.eval:
@@ -183,7 +193,7 @@ def train(model, cfg, args, device, monitor, evaluator, training_data, resolved,
 
 
 def main(args):
-    device, notice = dist.init_distributed(args.device, args.local_rank)
+    device, notice = dist.init_distributed(args.device, args.local_rank, timeout=args.dist_timeout)
     with Monitor(main=dist.is_main_process()) as monitor:      # files only once the run really starts
         if notice:
             monitor.info(notice)
@@ -226,10 +236,14 @@ def cli(argv=None):
         sys.exit(1)
     except BaseException as e:           # Ctrl-C, SIGTERM (exit codes 130, 143); anything else as it is
         stop = signals.stop_code(e)
-        if stop is None:
+        if stop is not None:
+            print(stop[0], file=sys.stderr)
+            sys.exit(stop[1])
+        failure = dist.collective_failure(e)
+        if failure is None:
             raise
-        print(stop[0], file=sys.stderr)
-        sys.exit(stop[1])
+        print('error: %s' % failure, file=sys.stderr)
+        sys.exit(1)
     finally:
         dist.cleanup()
         signals.restore(handlers)

@@ -2,14 +2,29 @@
 
 Works under ``python -m torch.distributed.launch``, ``torchrun`` (single or multi-node) and plain
 ``python`` (one process, no group). NCCL on CUDA, gloo on the CPU.
+
+Launcher faults end the job instead of hanging: ranks that wait for their peers say so after
+``NOTICE_AFTER`` seconds and give up after the timeout (``--dist-timeout``, default
+``DEFAULT_TIMEOUT`` seconds), which also bounds every collective, so a stopped or dead rank ends
+the job; a worker whose torchrun was killed stops at once (Linux).
 """
+import ctypes
 import datetime
 import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
 
 import torch
 import torch.distributed as dist
 
 _LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+DEFAULT_TIMEOUT = 1800      # seconds (PyTorch's own default): the rendezvous and every collective
+NOTICE_AFTER = 20           # seconds a rank waits for its peers before it says so
+_timeout = DEFAULT_TIMEOUT
 
 
 class LaunchError(RuntimeError):
@@ -42,10 +57,13 @@ def launch_environment(local_rank_arg=None):
     return rank, world_size, local_rank
 
 
-def init_distributed(device_kind='auto', local_rank_arg=None, timeout_minutes=30):
+def init_distributed(device_kind='auto', local_rank_arg=None, timeout=DEFAULT_TIMEOUT, log=print,
+                     notice_after=NOTICE_AFTER):
     """Joins the process group if launched by a launcher. Returns (device, notice or None).
 
-    ``device_kind``: 'auto' (CUDA when available), 'cuda' or 'cpu'.
+    ``device_kind``: 'auto' (CUDA when available), 'cuda' or 'cpu'. ``timeout`` (seconds) bounds
+    the wait for the other ranks and every collective; after ``notice_after`` seconds of waiting,
+    ``log`` gets one line saying for what.
     """
     env = launch_environment(local_rank_arg)
     use_cuda = torch.cuda.is_available() if device_kind == 'auto' else device_kind == 'cuda'
@@ -59,6 +77,7 @@ def init_distributed(device_kind='auto', local_rank_arg=None, timeout_minutes=30
             notice = ('warning: srun started %s tasks, but without a launcher each trains alone; start one task '
                       'per node that runs torchrun (see the README)' % tasks)
         return device, notice
+    stop_with_launcher()
     rank, world_size, local_rank = env
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
@@ -69,9 +88,84 @@ def init_distributed(device_kind='auto', local_rank_arg=None, timeout_minutes=30
     else:
         device, backend = torch.device('cpu'), 'gloo'
         notice = 'CUDA is not available: running on the CPU with the gloo backend'
-    dist.init_process_group(backend=backend, init_method='env://', rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(minutes=timeout_minutes))
+    join_group(backend, rank, world_size, timeout, log, notice_after)
     return device, notice
+
+
+def join_group(backend, rank, world_size, timeout, log=print, notice_after=NOTICE_AFTER):
+    """init_process_group at MASTER_ADDR:MASTER_PORT, saying once after ``notice_after`` seconds
+    what this rank waits for; a LaunchError naming the address if the ranks do not all meet
+    within ``timeout`` seconds."""
+    global _timeout
+    _timeout = timeout
+    address = '%s:%s' % (os.environ['MASTER_ADDR'], os.environ['MASTER_PORT'])
+    waiting = ('rank 0: waiting for %d ranks at %s (world size %d; up to --dist-timeout %g s) ...'
+               % (world_size - 1, address, world_size, timeout) if rank == 0 else
+               'rank %d: waiting for rank 0 at %s (up to --dist-timeout %g s) ...' % (rank, address, timeout))
+    notice = threading.Timer(notice_after, lambda: log(waiting))
+    notice.daemon = True
+    notice.start()
+    try:
+        if rank != 0:
+            _wait_until_listening(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), timeout)
+        dist.init_process_group(backend=backend, init_method='env://', rank=rank, world_size=world_size,
+                                timeout=datetime.timedelta(seconds=timeout))
+    except (RuntimeError, OSError) as e:       # torch's DistStoreError, DistNetworkError, ...
+        raise LaunchError('rank %d: the %d ranks did not all meet at %s within --dist-timeout %g s (%s)'
+                          % (rank, world_size, address, timeout, _first_line(e))) from None
+    finally:
+        notice.cancel()
+
+
+def _wait_until_listening(host, port, timeout):
+    """Waits for rank 0's store to accept connections: torch's own client logs a C++ stack trace
+    for every failed attempt."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=min(5.0, timeout)).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise OSError('nothing listens there: %s' % e.strerror) from None
+            time.sleep(0.5)
+
+
+def _first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return re.sub(r'^\[[^\]]*\] ', '', lines[0]) if lines else type(error).__name__
+
+
+def stop_with_launcher():
+    """Under torchrun, asks Linux to send this process SIGTERM when its parent, the launcher,
+    dies (prctl PR_SET_PDEATHSIG): a kill -9 of torchrun would otherwise leave its workers
+    training on, unsupervised. The kernel delivers it at once, with no polling thread; SIGTERM
+    unwinds like scancel's. Other systems: nothing."""
+    if 'TORCHELASTIC_RUN_ID' not in os.environ or not sys.platform.startswith('linux'):
+        return False
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() == 1:           # the launcher died before this process asked
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
+def collective_failure(error):
+    """One line for a collective that failed (another rank stopped, died or lagged beyond the
+    timeout), or None if ``error`` is something else."""
+    if not is_distributed() or not isinstance(error, RuntimeError):
+        return None
+    distributed_error = getattr(dist, 'DistError', ())
+    if not (isinstance(error, distributed_error) or re.search(r'gloo|NCCL|Timed out|timed out|Connection (closed|reset)',
+                                                              str(error))):
+        return None
+    return ('rank %d: a collective operation failed: %s (another rank stopped, died, or is more than --dist-timeout '
+            '%g s behind)' % (get_rank(), _first_line(error), _timeout))
 
 
 def is_distributed():
