@@ -63,12 +63,14 @@ def labels_path(cfg, split):
     return cfg.dataset.train_labels_path if split == 'train' else cfg.dataset.val_labels_path
 
 
-def build_dataset(cfg, split, shard=False):
-    """The dataset of ``split`` ('train' or 'val'); with ``shard`` only this rank's contiguous part."""
+def build_dataset(cfg, split, shard=False, retain_every_n_frames=1):
+    """The dataset of ``split`` ('train' or 'val'); with ``shard`` only this rank's contiguous part
+    (of frames 0, n, 2n, ... of the file for ``retain_every_n_frames`` n)."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if shard and dist.is_distributed() else (None, None)
     return dataset_class(cfg.dataset.kind)(
         root=cfg.dataset.root, labels_path=labels_path(cfg, split), image_shape=cfg.model.image_shape,
-        keypoints_2d=cfg.dataset.keypoints_2d, rank=rank, world_size=world, progress=dist.is_main_process())
+        keypoints_2d=cfg.dataset.keypoints_2d, rank=rank, world_size=world, progress=dist.is_main_process(),
+        retain_every_n_frames=retain_every_n_frames)
 
 
 def build_train_loader(cfg, dataset, seed, pin_memory):
