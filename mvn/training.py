@@ -28,6 +28,17 @@ def seed_epoch(seed, rank, epoch):
     return value
 
 
+def reseed_loader(loader, epoch, epoch_seed):
+    """Makes the epoch's batch order a function of (seed, rank, epoch) alone: DistributedSampler
+    by its epoch, a shuffling sampler by its own generator. (Not the loader's generator: with
+    persistent workers the loader draws from it only when its workers start, so a resumed run
+    would shuffle differently from an uninterrupted one.)"""
+    if hasattr(loader.sampler, 'set_epoch'):
+        loader.sampler.set_epoch(epoch)
+    elif getattr(loader.sampler, 'generator', None) is not None:
+        loader.sampler.generator.manual_seed(epoch_seed)
+
+
 class Trainer:
     """Trains ``model``'s head for ``cfg.train``; ``evaluate(model, epoch)`` returns the
     evaluation report on rank 0 (None elsewhere); ``config_yaml`` goes into every last.pth.
@@ -90,10 +101,7 @@ class Trainer:
     def train_epoch(self, ddp_model, loader, preparer):
         epoch_seed = seed_epoch(self.seed, dist.get_rank(), self.epoch)
         preparer.generator.manual_seed(epoch_seed)
-        if hasattr(loader.sampler, 'set_epoch'):
-            loader.sampler.set_epoch(self.epoch)
-        else:
-            loader.generator.manual_seed(epoch_seed)
+        reseed_loader(loader, self.epoch, epoch_seed)
         for group in self.optimizer.param_groups:
             group['lr'] = self.lr
         train = self.cfg.train
@@ -102,7 +110,7 @@ class Trainer:
                                        scaler=self.scaler, writer=self.monitor.writer,
                                        global_step=self.epoch * len(loader))
         return {'lr': self.lr, 'loss': stats['loss'], 'samples': stats['samples'], 'skipped': stats['skipped'],
-                'seconds': stats['seconds']}
+                'seconds': stats['seconds'], 'data_wait': stats['data_wait']}
 
     def finish_epoch(self):
         """Evaluates the epoch just trained, records it (rank 0), keeps the best checkpoint."""
@@ -140,13 +148,17 @@ class Trainer:
 
     def record(self, report, stats, seconds):
         monitor = self.monitor
-        monitor.info('[Epoch %d] time: %.2fm | lr: %.6f | train-loss: %.3f | %s'
-                     % (self.epoch, seconds / 60, stats['lr'], 1000 * stats['loss'], report.epoch_text()))
+        data_wait = stats.get('data_wait')         # absent from a last.pth of an older version
+        monitor.info('[Epoch %d] time: %.2fm | lr: %.6f | train-loss: %.3f | %s%s'
+                     % (self.epoch, seconds / 60, stats['lr'], 1000 * stats['loss'], report.epoch_text(),
+                        '' if data_wait is None else ' | data-wait: %.0f%%' % (100 * data_wait)))
         if stats['skipped']:
             monitor.warning('%d step(s) skipped for a NaN loss' % stats['skipped'])
         monitor.scalars({'train/loss_epoch': 1000 * stats['loss'], 'time/epoch_s': seconds,
                          'time/train_samples_per_s': stats['samples'] / max(stats['seconds'], 1e-9),
                          'train/lr_epoch': stats['lr']}, self.epoch)
+        if data_wait is not None:
+            monitor.scalars({'time/data_wait_fraction': data_wait}, self.epoch)
 
     def save_last(self):
         if dist.is_main_process():

@@ -127,3 +127,107 @@ def test_default_is_every_frame_without_a_second_evaluation(tmp_path, processed_
     assert read_json(os.path.join(run_dir, 'eval_epoch_001.json'))['frames'] == 24
     assert not os.path.exists(os.path.join(run_dir, 'eval_best_all_frames.json'))
     assert 'every frame]' not in capsys.readouterr().out
+
+
+class FakeClock:
+    """Time that passes only when the test says: 1 unit per item read, 6 per model step."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    time = perf_counter
+
+
+class ClockedItems(torch.utils.data.Dataset):
+    def __init__(self, clock, n):
+        self.clock, self.n = clock, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.clock.now += 1
+        return (np.zeros((8, 6, 3), np.uint8), np.full((1, 17, 3), 0.1 * i, np.float32),
+                np.zeros((17, 2), np.float32), np.zeros((17, 2), np.float32))
+
+
+class ClockedModel(torch.nn.Module):
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+        self.offset = torch.nn.Parameter(torch.zeros(3))
+
+    def forward(self, images, keypoints_2d, keypoints_crop):
+        self.clock.now += 6
+        return self.offset.expand(images.shape[0], 1, 17, 3)
+
+
+def test_the_data_wait_fraction_is_the_time_spent_waiting_for_batches(monkeypatch):
+    from types import SimpleNamespace
+
+    from mvn import engine
+    from tests.helpers import h36m_preparer
+    clock = FakeClock()
+    monkeypatch.setattr(engine, 'time', SimpleNamespace(perf_counter=clock.perf_counter, time=clock.time))
+    model = ClockedModel(clock)
+    loader = torch.utils.data.DataLoader(ClockedItems(clock, 8), batch_size=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    stats = engine.train_one_epoch(model, optimizer, loader, h36m_preparer('hrnet_tiny', 'cpu', crop_width=6), 1)
+    # 4 batches: 2 units of reading and 6 of stepping each -> 8 of 32 units spent waiting.
+    assert stats['seconds'] == 32 and stats['data_wait'] == pytest.approx(0.25)
+
+
+def test_the_epoch_line_and_tensorboard_show_the_data_wait():
+    from mvn.datasets.report import EvaluationReport
+    from mvn.training import Trainer
+
+    class Monitor:
+        def __init__(self):
+            self.lines, self.values = [], {}
+
+        def info(self, line):
+            self.lines.append(line)
+
+        def scalars(self, values, step):
+            self.values.update({(k, step): v for k, v in values.items()})
+
+    class Report(EvaluationReport):
+        epoch_columns = ('p1_mm',)
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.monitor, trainer.epoch = Monitor(), 3
+    stats = {'lr': 0.001, 'loss': 0.05, 'samples': 10, 'skipped': 0, 'seconds': 60.0, 'data_wait': 0.376}
+    trainer.record(Report({}, {'p1_mm': 50.0}, 50.0), stats, 90.0)
+    assert trainer.monitor.lines == ['[Epoch 3] time: 1.50m | lr: 0.001000 | train-loss: 50.000 | val-p1: 50.0 | '
+                                     'data-wait: 38%']
+    assert trainer.monitor.values[('time/data_wait_fraction', 3)] == 0.376
+
+
+def batch_order(loader):
+    return [tuple(int(round(10 * float(x))) for x in batch[1][:, 0, 0, 0]) for batch in loader]
+
+
+def test_with_persistent_workers_a_resumed_run_shuffles_as_an_uninterrupted_one(tmp_path, processed_data):
+    """A loader that ran epoch 0 and one made fresh for epoch 1 (a resumed run) give epoch 1 the
+    same batches, and workers outlive the epoch."""
+    from mvn.datasets.build import build_train_loader
+    from mvn.training import reseed_loader, seed_epoch
+    config = write_config(tmp_path / 'workers.yaml', processed_data, **{'train.num_workers': 1,
+                                                                          'train.batch_size': 5})
+    cfg = load_config(config)
+    items = ClockedItems(FakeClock(), 24)
+    running = build_train_loader(cfg, items, seed=42, pin_memory=False)
+    assert running.persistent_workers and running.num_workers == 1
+    orders = []
+    for epoch in (0, 1):
+        reseed_loader(running, epoch, seed_epoch(42, 0, epoch))
+        orders.append(batch_order(running))
+    workers = running._iterator._workers
+    assert all(w.is_alive() for w in workers)
+    resumed = build_train_loader(cfg, items, seed=42, pin_memory=False)
+    reseed_loader(resumed, 1, seed_epoch(42, 0, 1))
+    assert batch_order(resumed) == orders[1] != orders[0]
+    assert sorted(i for batch in orders[1] for i in batch) == list(range(24))
