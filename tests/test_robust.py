@@ -290,3 +290,17 @@ def test_what_counts_as_a_stop_by_a_signal(error, expected, monkeypatch):
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+
+
+def test_a_signal_ignored_at_start_stays_ignored(monkeypatch):
+    monkeypatch.setattr(signals, '_stopped', [])
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)            # as under nohup cmd &
+        replaced = signals.install()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and list(replaced) == [signal.SIGTERM]
+        with pytest.raises(signals.Terminated):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)

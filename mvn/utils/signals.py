@@ -48,11 +48,12 @@ def _ignore(signum, frame):
 
 def install():
     """SIGINT raises KeyboardInterrupt and SIGTERM Terminated in the main process (call it from
-    the main thread). Returns the handlers it replaced, for ``restore``."""
+    the main thread). A signal the process was started with ignored (``nohup cmd &`` ignores
+    SIGINT) stays ignored. Returns the handlers it replaced, for ``restore``."""
     main_pid = os.getpid()
     return {signum: signal.signal(signum, handler) for signum, handler in (
         (signal.SIGINT, _stopping(KeyboardInterrupt, main_pid)),
-        (signal.SIGTERM, _stopping(Terminated, main_pid)))}
+        (signal.SIGTERM, _stopping(Terminated, main_pid))) if signal.getsignal(signum) != signal.SIG_IGN}
 
 
 def restore(previous):
