@@ -235,7 +235,9 @@ def test_resume_from_a_config_file_says_what_is_wrong_in_one_line(processed_data
 
 
 # train.py whose first loader item sends SIGTERM to the whole process group (as scancel or docker
-# stop do) from inside a loader worker, while the main process waits for the batch.
+# stop do) from inside a loader worker, while the main process waits for the batch; or, with
+# 'worker', to that worker alone, the order in which the main process learns of it by the
+# worker's death first.
 GROUP_SIGTERM = r'''
 import os, signal, sys
 sys.path.insert(0, %r)
@@ -247,26 +249,37 @@ def frame_then_stop(self, j):
     if os.getpid() != main_pid:
         try:
             os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL))      # one worker sends it, once
-            os.killpg(0, signal.SIGTERM)
+            if sys.argv[2] == 'group':
+                os.killpg(0, signal.SIGTERM)
+            else:                       # this worker first: its death is what the main process notices first
+                os.kill(os.getpid(), signal.SIGTERM)
         except FileExistsError:
             pass
     return frame(self, j)
 PoseDataset.frame = frame_then_stop
-train.cli(sys.argv[2:])
+train.cli(sys.argv[3:])
 ''' % os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_sigterm_to_the_process_group_with_loader_workers_ends_cleanly_with_143(processed_data, tmp_path):
+@pytest.mark.parametrize('to', ['group', 'worker'])
+def test_sigterm_to_the_process_group_with_loader_workers_ends_cleanly_with_143(processed_data, tmp_path, to):
     config = write_config(tmp_path / 'workers.yaml', processed_data, **{'train.num_workers': 2, 'val.num_workers': 2})
-    run = subprocess.run([sys.executable, '-c', GROUP_SIGTERM, str(tmp_path / 'sent'), '--config', config,
+    run = subprocess.run([sys.executable, '-c', GROUP_SIGTERM, str(tmp_path / 'sent'), to, '--config', config,
                           '--logdir', str(tmp_path / 'logs'), '--device', 'cpu'], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300, start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert os.path.exists(tmp_path / 'sent')
     assert (run.returncode, run.stderr.splitlines()[-1]) == (143, 'terminated'), run.stderr[-3000:]
     assert 'Traceback' not in run.stderr and 'Error' not in run.stderr, run.stderr[-3000:]
     (log,) = glob.glob(str(tmp_path / 'logs' / '*' / 'log.txt'))
-    with open(log) as f:
-        assert f.read().splitlines()[-1].endswith(' stopped: Terminated')
+    with open(log) as f:       # the log names the stop as the main process learnt of it
+        assert re.search(r' stopped: (Terminated|DataLoader worker \(pid\(s\) \d+\) exited unexpectedly|'
+                         r'DataLoader worker \(pid \d+\) is killed by signal: Terminated\.)$',
+                         f.read().splitlines()[-1].strip())
+
+
+def raised_from(error, cause):
+    error.__cause__ = cause
+    return error
 
 
 @pytest.mark.parametrize('error, expected', [
@@ -277,6 +290,9 @@ def test_sigterm_to_the_process_group_with_loader_workers_ends_cleanly_with_143(
     (RuntimeError('DataLoader worker (pid 4242) is killed by signal: Terminated. '), ('terminated', 143)),
     (RuntimeError('DataLoader worker (pid 4242) is killed by signal: Interrupt. '), ('interrupted', 130)),
     (RuntimeError('DataLoader worker (pid 4242) is killed by signal: Bus error. '), None),
+    (raised_from(RuntimeError('DataLoader worker (pid(s) 4242) exited unexpectedly'),
+                 RuntimeError('DataLoader worker (pid 4242) is killed by signal: Terminated. ')), ('terminated', 143)),
+    (raised_from(RuntimeError('DataLoader worker (pid(s) 4242) exited unexpectedly'), ValueError('bad item')), None),
     (ValueError('anything else'), None)])
 def test_what_counts_as_a_stop_by_a_signal(error, expected, monkeypatch):
     monkeypatch.setattr(signals, '_stopped', [])

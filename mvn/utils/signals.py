@@ -65,6 +65,17 @@ def restore(previous):
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+def _worker_stopped(error):
+    """'Terminated' or 'Interrupt' if ``error`` says, or was raised from an error that says, that
+    a loader worker was killed by that signal (PyTorch re-raises it as "exited unexpectedly")."""
+    while isinstance(error, RuntimeError):
+        found = _WORKER_STOPPED.search(str(error))
+        if found:
+            return found.group(1)
+        error = error.__cause__
+    return None
+
+
 def stop_code(error):
     """('interrupted' or 'terminated', its exit code) if ``error`` is a stop by a signal (including
     a loader worker killed by the group's SIGTERM or SIGINT), else None. Further signals are then
@@ -73,10 +84,11 @@ def stop_code(error):
         said = 'interrupted'
     elif isinstance(error, Terminated):
         said = 'terminated'
-    elif isinstance(error, RuntimeError) and _WORKER_STOPPED.search(str(error)):
-        said = 'terminated' if _WORKER_STOPPED.search(str(error)).group(1) == 'Terminated' else 'interrupted'
     else:
-        return None
+        killed = _worker_stopped(error)
+        if killed is None:
+            return None
+        said = 'terminated' if killed == 'Terminated' else 'interrupted'
     _worker_checks_off()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
