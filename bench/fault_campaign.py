@@ -104,8 +104,9 @@ def last_state(logdir):
 
 def same_run(a, b):
     import torch
-    return ((a['epoch'], a['lr'], a['best_p1'], a['pending']) == (b['epoch'], b['lr'], b['best_p1'], b['pending'])
-            and a['model'].keys() == b['model'].keys() and all(torch.equal(a['model'][k], b['model'][k]) for k in a['model']))
+    same_figures = all(a[key] == b[key] for key in ('epoch', 'lr', 'best_p1', 'pending'))
+    return (same_figures and a['model'].keys() == b['model'].keys()
+            and all(torch.equal(a['model'][k], b['model'][k]) for k in a['model']))
 
 
 def checkpoints_load(logdir):
@@ -282,10 +283,10 @@ def bad_inputs(folder, config):
         ('checkpoint a code pickle', evaluate + [write('code.bin', pickle.dumps({'model': RunsCode()}))], {}),
         ('checkpoint truncated', evaluate + [write('truncated.bin', checkpoint_bytes({'model': {'w': torch.ones(999)}})
                                                    [:2000])], {}),
-        ('checkpoint of another model', evaluate + [write('other.bin', checkpoint_bytes({'model': {'w': torch.ones(3)}}))],
-         {}),
-        ('checkpoint holding a module', evaluate + [write('module.bin', checkpoint_bytes({'model': torch.nn.Linear(2, 2)}))],
-         {}),
+        ('checkpoint of another model',
+         evaluate + [write('other.bin', checkpoint_bytes({'model': {'w': torch.ones(3)}}))], {}),
+        ('checkpoint holding a module',
+         evaluate + [write('module.bin', checkpoint_bytes({'model': torch.nn.Linear(2, 2)}))], {}),
         ('--resume a config file', run + ['--resume', config], {}),
         ('--resume a missing file', run + ['--resume', path('absent.pth')], {}),
         ('--resume a best_epoch.bin', run + ['--resume', write('best.bin', checkpoint_bytes(

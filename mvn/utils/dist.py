@@ -25,6 +25,7 @@ _LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 DEFAULT_TIMEOUT = 1800      # seconds (PyTorch's own default): the rendezvous and every collective
 NOTICE_AFTER = 20           # seconds a rank waits for its peers before it says so
 _timeout = DEFAULT_TIMEOUT
+_COLLECTIVE_FAILED = re.compile(r'gloo|NCCL|[Tt]imed out|Connection (closed|reset)')
 
 
 class LaunchError(RuntimeError):
@@ -160,9 +161,8 @@ def collective_failure(error):
     timeout), or None if ``error`` is something else."""
     if not is_distributed() or not isinstance(error, RuntimeError):
         return None
-    distributed_error = getattr(dist, 'DistError', ())
-    if not (isinstance(error, distributed_error) or re.search(r'gloo|NCCL|Timed out|timed out|Connection (closed|reset)',
-                                                              str(error))):
+    distributed_error = getattr(dist, 'DistError', ())          # torch >= 2.2
+    if not (isinstance(error, distributed_error) or _COLLECTIVE_FAILED.search(str(error))):
         return None
     return ('rank %d: a collective operation failed: %s (another rank stopped, died, or is more than --dist-timeout '
             '%g s behind)' % (get_rank(), _first_line(error), _timeout))

@@ -31,8 +31,8 @@ def disk_full_error(path):
         free = _megabytes(shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or '.').free)
     except OSError:
         free = 'unknown'
-    error = DiskFullError('no space left on the device writing %s (free there: %s); an earlier version of the file is unchanged'
-                          % (path, free))
+    error = DiskFullError('no space left on the device writing %s (free there: %s); an earlier version of the file '
+                          'is unchanged' % (path, free))
     error.errno = errno.ENOSPC
     return error
 
