@@ -224,6 +224,13 @@ def test_checkpoints_of_both_torch_formats_still_load(tmp_path):
         assert loaded['epoch'] == 3 and torch.equal(loaded['model']['w'], torch.arange(5.0))
 
 
+def test_resume_from_a_run_folder_says_what_to_pass(tmp_path):
+    with pytest.raises(WeightsError) as error:
+        checkpoint.load_resume_state(str(tmp_path))
+    assert str(error.value) == ("%s is a folder, not a resume checkpoint file; --resume takes a run's "
+                                "checkpoints/last.pth, or auto" % tmp_path)
+
+
 def test_resume_from_a_config_file_says_what_is_wrong_in_one_line(processed_data, tmp_path, capsys):
     config = write_config(tmp_path / 'tiny.yaml', processed_data)
     with pytest.raises(SystemExit) as stopped:

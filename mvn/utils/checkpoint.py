@@ -32,6 +32,8 @@ def read_weights(path, what='weights', hint='', expected=''):
     file that needs it could run code."""
     if not path:
         raise WeightsError('no %s file given' % what)
+    if os.path.isdir(path):
+        raise WeightsError('%s is a folder, not a %s file%s' % (path, what, '; ' + expected if expected else ''))
     if not os.path.isfile(path):
         raise WeightsError('%s file not found: %s%s' % (what, path, ' (%s)' % hint if hint else ''))
     kind = _not_a_checkpoint(path)      # first: torch.load would warn about a plain pickle's protocol
