@@ -14,7 +14,7 @@
 2. **SIGTERM to the process group** (scancel, docker stop) at a random moment: clean when the
    exit status is 143 (a run still starting, before its handlers exist, dies of the signal: the
    same status for a shell) and nothing on stderr looks like a traceback.
-3. **Bad inputs** (about 40 kinds: configs, label files, images, checkpoints, flags, launcher
+3. **Bad inputs** (48 kinds: configs, label files, images, checkpoints, flags, launcher
    variables): each must exit non-zero with one error line and no traceback.
 
 Prints one line per trial, then
@@ -181,7 +181,7 @@ def error_lines(err):
 # Bad inputs: (name, arguments, environment changes, files to make) -> run, then judge stderr.
 
 def bad_inputs(folder, config):
-    """[(name, argv, env)] of about 40 bad inputs; files they need are made in ``folder``."""
+    """[(name, argv, env)] of 48 bad inputs; files they need are made in ``folder``."""
     import numpy as np
     import torch
     bad = os.path.join(folder, 'bad')
