@@ -9,6 +9,8 @@ images have), seen through slightly soft optics, with fine texture and, per fram
 noise. A 1000x1000 Human3.6M-like frame (backdrop, person, noise) is about 100 KB as a quality-90
 JPEG, as the real frames are.
 """
+import functools
+
 import cv2
 import numpy as np
 
@@ -25,9 +27,11 @@ def _fractal_texture(rng, height, width, amplitude):
     return (amplitude * texture / texture.std()).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=4)
 def natural_backdrop(width, height, seed, shapes=400):
     """A (height, width, 3) BGR uint8 backdrop: dead leaves (``shapes`` rectangles and ellipses,
-    sizes from 4 to width/2 px with density ~ 1/size^3), soft optics, 1/f texture."""
+    sizes from 4 to width/2 px with density ~ 1/size^3), soft optics, 1/f texture. Cached (the
+    same array is returned again: do not draw on it)."""
     rng = np.random.default_rng(seed)
     image = np.empty((height, width, 3), np.float32)
     image[:] = rng.uniform(60, 160, size=3)
