@@ -19,6 +19,7 @@ Shared: a label file is a pickled list of per-frame dicts (read through the labe
 coordinates and ``joints_2d_<source>_crop`` (J, 2) pixels in the crop, for the 2D source of
 ``dataset.keypoints_2d``, and ``center``, ``scale`` (the crop box, see ``mvn.utils.img``).
 """
+import logging
 import re
 
 import numpy as np
@@ -29,6 +30,8 @@ from mvn.datasets.images import DataError, read_image
 from mvn.datasets.label_cache import load_labels
 from mvn.utils.cfg import ConfigError
 from mvn.utils.img import crop_image
+
+logger = logging.getLogger(__name__)
 
 
 def shard_range(n, rank, world_size):
@@ -96,8 +99,9 @@ class PoseDataset(Dataset):
         if not (isinstance(retain_every_n_frames, int) and retain_every_n_frames >= 1):
             raise ConfigError('retain_every_n_frames must be a positive integer, got %r' % (retain_every_n_frames,))
         self.retain_every_n_frames = retain_every_n_frames
-        self.crop_cache = (crops.open_for_dataset(crop_cache, self)
-                           if crop_cache else None)
+        self.crop_cache = crops.open_for_dataset(crop_cache, self) if crop_cache else None
+        if self.crop_cache is not None and progress:
+            logger.info('crops of %s from the crop cache %s' % (labels_path, crop_cache))
         if retain_every_n_frames > 1:
             self.labels = EveryNthFrame(self.labels, retain_every_n_frames)
         self.file_size = len(self.labels)
