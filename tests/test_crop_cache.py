@@ -229,3 +229,33 @@ def test_the_command_keeps_and_replaces_only_when_asked(labels, tmp_path, capsys
         last = err.strip().splitlines()[-1]          # after the progress bar
         assert code == 1 and 'Traceback' not in err
         assert last.startswith('error: missing image: %s' % tmp_path) and last.endswith('.jpg')
+
+
+def test_training_and_evaluation_figures_are_the_same_with_the_cache(labels, tmp_path):
+    """train.py with dataset.crop_cache: auto gives the run of the frames to the last digit."""
+    import glob
+    import json
+
+    import train
+    for split in ('train', 'val'):
+        build_crop_cache(dataset(labels, split), crop_cache.default_path(labels[split]), progress=False)
+    data = {'root': labels['root'], 'train': labels['train'], 'val': labels['val']}
+    results = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for setting in ('', 'auto'):
+            config = write_config(tmp_path / ('c%s.yaml' % setting), data, **{'dataset.crop_cache': setting})
+            logdir = tmp_path / ('logs' + setting)
+            train.main(train.parse_args(['--config', config, '--logdir', str(logdir), '--epochs', '1',
+                                         '--device', 'cpu']))
+            (run_dir,) = glob.glob(str(logdir / '*@*'))
+            with open(os.path.join(run_dir, 'eval_epoch_001.json')) as f:
+                results[setting] = json.load(f)
+            with open(os.path.join(run_dir, 'log.txt')) as f:
+                results[setting]['log'] = f.read()
+    finally:
+        torch.set_num_threads(threads)
+    assert 'from the crop cache' in results['auto']['log'] and 'from the crop cache' not in results['']['log']
+    assert results['auto']['summary'] == results['']['summary']
+    assert results['auto']['actions'] == results['']['actions']
