@@ -138,12 +138,15 @@ def test_an_interrupted_build_resumes_and_ends_identical(labels, tmp_path, monke
                                              r'with: python H36M-Toolbox/make_crop_cache.py --labels .* --out .*\.crops$'):
         dataset(labels, crop_cache=out)
 
-    monkeypatch.setattr(Human36MSingleViewDataset, 'crop', real_crop)
+    # a chunk file that is not what its header says (say, damaged on disk) is made again
+    chunk = os.path.join(out + '.parts', 'chunk_000001.bin')
+    with open(chunk, 'r+b') as f:
+        f.truncate(os.path.getsize(chunk) - 1)
     said, cropped[:] = [], []
     monkeypatch.setattr(Human36MSingleViewDataset, 'crop', lambda self, j: cropped.append(j) or real_crop(self, j))
     assert build_crop_cache(dataset(labels), out, chunk_frames=5, progress=False, log=said.append) == 'built'
-    assert cropped == list(range(10, 24))                           # only the missing chunks
-    assert said == ['continuing the interrupted build of %s: 10 of 24 frames done' % out]
+    assert cropped == list(range(5, 24))                            # only the missing chunks
+    assert said == ['continuing the interrupted build of %s: 5 of 24 frames done' % out]
     assert not os.path.exists(out + '.parts')
     assert open(out, 'rb').read() == open(reference, 'rb').read()
     # parallel workers write the same file

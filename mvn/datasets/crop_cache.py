@@ -245,18 +245,20 @@ def _make_chunk(args):
     return end - start
 
 
-def _read_chunk(path, frames):
-    """(offsets, blob bytes) of a finished chunk file of ``frames`` frames, or None if it is not one."""
+def _chunk_offsets(path, frames):
+    """The blob offsets (frames + 1) of a finished chunk file of ``frames`` frames, or None if
+    the file is not one (absent, or not of the size its header gives)."""
+    head_size = 8 * (frames + 2)
     try:
         with open(path, 'rb') as f:
-            (count,) = struct.unpack('<Q', f.read(8))
-            offsets = np.frombuffer(f.read(8 * (frames + 1)), '<u8')
-            data = f.read()
-    except (OSError, struct.error):
+            head = f.read(head_size)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
         return None
-    if count != frames or len(offsets) != frames + 1 or int(offsets[-1]) != len(data):
+    if len(head) != head_size or struct.unpack('<Q', head[:8])[0] != frames:
         return None
-    return offsets, data
+    offsets = np.frombuffer(head[8:], '<u8')
+    return offsets if size == head_size + int(offsets[-1]) else None
 
 
 def build_crop_cache(dataset, out, *, codec='zstd', workers=1, chunk_frames=CHUNK_FRAMES, force=False,
@@ -284,7 +286,7 @@ def build_crop_cache(dataset, out, *, codec='zstd', workers=1, chunk_frames=CHUN
     _start_parts(parts, meta, log)
     chunks = [(parts, k, start, min(start + chunk_frames, frames)) for k, start in
               enumerate(range(0, frames, chunk_frames))]
-    todo = [c for c in chunks if _read_chunk(_chunk_path(parts, c[1]), c[3] - c[2]) is None]
+    todo = [c for c in chunks if _chunk_offsets(_chunk_path(parts, c[1]), c[3] - c[2]) is None]
     done_frames = frames - sum(c[3] - c[2] for c in todo)
     if done_frames:
         log('continuing the interrupted build of %s: %d of %d frames done' % (out, done_frames, frames))
@@ -327,17 +329,19 @@ def _join(parts, out, meta, chunks):
     header = json.dumps(meta, sort_keys=True).encode()
     sizes = []
     for _, k, start, end in chunks:
-        found = _read_chunk(_chunk_path(parts, k), end - start)
+        found = _chunk_offsets(_chunk_path(parts, k), end - start)
         if found is None:
             raise CropCacheError('crop cache chunk %s is missing or damaged; run the build again'
                                  % _chunk_path(parts, k))
-        sizes.append(found[0][1:] - found[0][:-1])
+        sizes.append(np.diff(found))
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype('<u8')
     with atomic_open(out) as f:
         f.write(MAGIC + struct.pack('<IQ', VERSION, len(header)) + header)
         f.write(offsets.tobytes())
         for _, k, start, end in chunks:
-            f.write(_read_chunk(_chunk_path(parts, k), end - start)[1])
+            with open(_chunk_path(parts, k), 'rb') as chunk:
+                chunk.seek(8 * (end - start + 2))
+                shutil.copyfileobj(chunk, f, 16 << 20)
 
 
 # ---------------------------------------------------------------------------------------------
