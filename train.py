@@ -18,6 +18,7 @@ Paths on the command line are relative to the working folder; relative paths in 
 inside the repository are relative to the repository root, in one elsewhere to its folder.
 """
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -237,6 +238,7 @@ def cli(argv=None):
     from mvn.utils.cfg import ConfigError
     from mvn.utils.dist import LaunchError
     signal.signal(signal.SIGTERM, _on_sigterm)
+    logging.raiseExceptions = False      # a log line that cannot be written (a full disk) prints no traceback
     try:
         main(parse_args(argv))
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:
