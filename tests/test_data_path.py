@@ -231,3 +231,23 @@ def test_with_persistent_workers_a_resumed_run_shuffles_as_an_uninterrupted_one(
     reseed_loader(resumed, 1, seed_epoch(42, 0, 1))
     assert batch_order(resumed) == orders[1] != orders[0]
     assert sorted(i for batch in orders[1] for i in batch) == list(range(24))
+
+
+def test_natural_backdrop_frames_are_the_size_of_human36m_frames(tmp_path):
+    """The benchmark's frames: 1000x1002 JPEGs of about 100 KB (the real frames' size), unlike the
+    smooth plain backdrop, and each frame with its own sensor noise."""
+    from mvn.datasets.synthetic import generate_processed
+    sizes = {}
+    for backdrop in ('plain', 'natural'):
+        root = tmp_path / backdrop
+        generate_processed(str(root), str(root / 'train.pkl'), str(root / 'val.pkl'), subjects=(9,), actions=(2,),
+                           subactions=(1,), cameras=(1,), frames=2, backdrop=backdrop, progress=False)
+        files = sorted(root.glob('*/*.jpg'))
+        sizes[backdrop] = [f.stat().st_size for f in files]
+    assert all(70_000 < size < 140_000 for size in sizes['natural']), sizes
+    assert max(sizes['plain']) < 0.8 * min(sizes['natural'])
+    import cv2
+    first, second = (cv2.imread(str(f)) for f in sorted((tmp_path / 'natural').glob('*/*.jpg')))
+    assert first.shape == (1002, 1000, 3) and not np.array_equal(first, second)
+    with pytest.raises(ValueError, match="backdrop must be 'plain' or 'natural', got 'fancy'"):
+        generate_processed(str(tmp_path / 'x'), str(tmp_path / 'x.pkl'), str(tmp_path / 'y.pkl'), backdrop='fancy')

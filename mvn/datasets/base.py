@@ -11,22 +11,27 @@ and writes ``image_path(j)`` (the image file of frame j of the label file) and
 ``evaluation_report(joints_gt, joints_pred)`` (its protocol over the whole file, an
 ``EvaluationReport``). It may also provide ``labels_crop_size()`` (the crop size its labels'
 crop keypoints were made for, checked against ``model.image_shape``), ``make_synthetic`` (the
-generator behind ``dataset.synthetic``) and another ``crop(j)``.
+generator behind ``dataset.synthetic``), another ``crop(j)``, and ``crop_cache_script`` (the
+toolbox script that builds its crop cache, for messages).
 
 Shared: a label file is a pickled list of per-frame dicts (read through the label cache) with
 ``joints_3d`` (J, 3) metres in the camera frame, ``joints_2d_<source>`` (J, 2) normalised screen
 coordinates and ``joints_2d_<source>_crop`` (J, 2) pixels in the crop, for the 2D source of
 ``dataset.keypoints_2d``, and ``center``, ``scale`` (the crop box, see ``mvn.utils.img``).
 """
+import logging
 import re
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from mvn.datasets import crop_cache as crops
 from mvn.datasets.images import DataError, read_image
 from mvn.datasets.label_cache import load_labels
 from mvn.utils.cfg import ConfigError
 from mvn.utils.img import crop_image
+
+logger = logging.getLogger(__name__)
 
 
 def shard_range(n, rank, world_size):
@@ -73,15 +78,18 @@ class PoseDataset(Dataset):
     ``labels``, ``frame(j)`` and ``evaluate`` always cover the whole file. With
     ``retain_every_n_frames`` n > 1 the file is thinned first: the dataset is frames 0, n, 2n, ...
     of the file (``labels``, ``file_size``, shards and evaluation all of those frames only).
+    With ``crop_cache`` (a cache file of this label file, see ``mvn.datasets.crop_cache``) crops
+    are read from it; one made for other labels or crop settings is a DataError.
     """
 
     skeleton = None
     label_fields = {}
     integer_label_fields = ()
     make_synthetic = None       # f(root, train_labels_path, val_labels_path, *, progress, **dataset.synthetic)
+    crop_cache_script = None    # 'Toolbox/make_crop_cache.py'; None: 'python -m mvn.datasets.crop_cache --kind K'
 
     def __init__(self, root, labels_path, image_shape=(192, 256), keypoints_2d='cpn', rank=None, world_size=None,
-                 progress=True, retain_every_n_frames=1):
+                 progress=True, retain_every_n_frames=1, crop_cache=None):
         self.root = root
         self.labels_path = labels_path
         self.image_shape = tuple(image_shape)
@@ -91,6 +99,9 @@ class PoseDataset(Dataset):
         if not (isinstance(retain_every_n_frames, int) and retain_every_n_frames >= 1):
             raise ConfigError('retain_every_n_frames must be a positive integer, got %r' % (retain_every_n_frames,))
         self.retain_every_n_frames = retain_every_n_frames
+        self.crop_cache = crops.open_for_dataset(crop_cache, self) if crop_cache else None
+        if self.crop_cache is not None and progress:
+            logger.info('crops of %s from the crop cache %s' % (labels_path, crop_cache))
         if retain_every_n_frames > 1:
             self.labels = EveryNthFrame(self.labels, retain_every_n_frames)
         self.file_size = len(self.labels)
@@ -131,7 +142,9 @@ class PoseDataset(Dataset):
     def frame(self, j):
         """Frame ``j`` of the label file (of any shard), as an item."""
         t = self.labels
-        return (self.crop(j), np.array(t['joints_3d'][j])[None], np.array(t[self.keypoints_key][j]),
+        crop = (self.crop(j) if self.crop_cache is None
+                else self.crop_cache.read(j * self.retain_every_n_frames))     # its index in the whole file
+        return (crop, np.array(t['joints_3d'][j])[None], np.array(t[self.keypoints_key][j]),
                 np.array(t[self.crop_keypoints_key][j]))
 
     def crop(self, j):
@@ -141,6 +154,13 @@ class PoseDataset(Dataset):
 
     def image_path(self, j):
         raise NotImplementedError
+
+    def crop_cache_command(self, out, force=False):
+        """The command that builds this label file's crop cache as ``out``."""
+        from mvn import registry
+        script = self.crop_cache_script or '-m mvn.datasets.crop_cache --kind %s' % next(
+            (name for name, entry in registry.DATASETS.items() if registry.resolve(entry) is type(self)), '?')
+        return crops.rebuild_command(script, self.labels_path, self.root, out, self.image_shape, force=force)
 
     def evaluate(self, joints_gt, joints_pred):
         """The protocol's EvaluationReport of predictions for the whole file (all shards, in

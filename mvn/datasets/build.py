@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from mvn import registry
+from mvn.datasets import crop_cache
 from mvn.utils import dist
 from mvn.utils.cfg import ConfigError
 from mvn.utils.io import atomic_open, file_lock
@@ -70,7 +71,23 @@ def build_dataset(cfg, split, shard=False, retain_every_n_frames=1):
     return dataset_class(cfg.dataset.kind)(
         root=cfg.dataset.root, labels_path=labels_path(cfg, split), image_shape=cfg.model.image_shape,
         keypoints_2d=cfg.dataset.keypoints_2d, rank=rank, world_size=world, progress=dist.is_main_process(),
-        retain_every_n_frames=retain_every_n_frames)
+        retain_every_n_frames=retain_every_n_frames, crop_cache=crop_cache_path(cfg, split))
+
+
+def crop_cache_path(cfg, split):
+    """The crop cache file ``dataset.crop_cache`` gives the labels of ``split``, or None: for
+    'auto' the one beside the labels if it exists (it is checked when opened), for a folder the
+    file named after the labels in it (which must exist)."""
+    setting, labels = cfg.dataset.crop_cache, labels_path(cfg, split)
+    if not setting:
+        return None
+    if setting == 'auto':
+        path = crop_cache.default_path(labels)
+        return path if os.path.exists(path) or os.path.isdir(path + '.parts') else None
+    if not os.path.isdir(setting):
+        raise ConfigError("config key 'dataset.crop_cache': %s is not a folder ('auto', '' or a folder of crop "
+                          "caches)" % setting)
+    return os.path.join(setting, os.path.basename(crop_cache.default_path(labels)))
 
 
 def loader_options(num_workers, pin_memory):

@@ -18,6 +18,7 @@ class Human36MSingleViewDataset(PoseDataset):
     label_fields = {'subject': (), 'action': (), 'subaction': (), 'camera_id': (), 'image_id': ()}
     integer_label_fields = tuple(label_fields)
     make_synthetic = staticmethod(generate_processed)
+    crop_cache_script = 'H36M-Toolbox/make_crop_cache.py'
 
     def image_path(self, j):
         """Frame ``j``'s file: <root>/s_SS_act_AA_subact_BB_ca_CC/s_SS_..._CC_IIIIII.jpg."""

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from mvn.datasets import h36m_meta as meta
 from mvn.datasets.h36m_labels import make_label
+from mvn.datasets.synthetic_scene import add_sensor_noise, natural_backdrop
 from mvn.datasets.synthetic_motion import (Motion, cpn_like_detections, frame_size, project_with_distortion,
                                            render_frame, world_to_camera)
 from mvn.utils.io import atomic_open
@@ -58,12 +59,17 @@ def _dump_pickle(obj, path):
 
 def generate_processed(image_root, train_labels_path, val_labels_path, *, subjects=tuple(meta.SUBJECTS),
                        actions=tuple(meta.ACTIONS), subactions=(1, 2), cameras=(1, 2, 3, 4), frames=4,
-                       val_frames=None, seed=0, jpeg_quality=90, progress=True):
+                       val_frames=None, seed=0, jpeg_quality=90, backdrop='plain', progress=True):
     """Writes frames and both label pickles; returns {'train': n, 'validation': n} frame counts.
 
     ``frames`` per training sequence, ``val_frames`` (default: ``frames``) per test sequence;
-    frames are 0.1 s apart. Labels are written last and atomically: their presence means done.
+    frames are 0.1 s apart. ``backdrop``: 'plain' (smooth, small files) or 'natural' (a
+    photograph-like scene per camera and sensor noise per frame: ~100 KB frames whose decoding
+    and crops cost what real ones do; ``mvn.datasets.synthetic_scene``). Labels are written last
+    and atomically: their presence means done.
     """
+    if backdrop not in ('plain', 'natural'):
+        raise ValueError("backdrop must be 'plain' or 'natural', got %r" % (backdrop,))
     val_frames = frames if val_frames is None else val_frames
     splits = {'train': [], 'validation': []}
     video_id = 0
@@ -78,7 +84,8 @@ def generate_processed(image_root, train_labels_path, val_labels_path, *, subjec
         split = splits['train' if s in meta.TRAIN_SUBJECTS else 'validation']
         for i in range(n):
             relpath = meta.image_relpath(s, a, sa, c - 1, i + 1)
-            _write_jpeg(os.path.join(image_root, relpath), render_frame(joints_2d[i], joints_cam[i], c), jpeg_quality)
+            image = _frame(joints_2d[i], joints_cam[i], c, backdrop, noise_seed=video_id * 10007 + i)
+            _write_jpeg(os.path.join(image_root, relpath), image, jpeg_quality)
             split.append(make_label(
                 subject=s, action=a, subaction=sa, camera_index=c, image_id=i + 1, video_id=video_id, nposes=n,
                 camera=camera, joints_3d_mm=joints_cam[i], joints_2d_gt_px=joints_2d[i], joints_2d_cpn_px=cpn[i],
@@ -87,6 +94,14 @@ def generate_processed(image_root, train_labels_path, val_labels_path, *, subjec
     _dump_pickle(splits['train'], train_labels_path)
     _dump_pickle(splits['validation'], val_labels_path)
     return {k: len(v) for k, v in splits.items()}
+
+
+def _frame(joints_2d, joints_cam, camera_index, backdrop, noise_seed):
+    if backdrop == 'plain':
+        return render_frame(joints_2d, joints_cam, camera_index)
+    width, height = frame_size(camera_index)
+    scene = natural_backdrop(width, height, camera_index)
+    return add_sensor_noise(render_frame(joints_2d, joints_cam, camera_index, background=scene), noise_seed)
 
 
 def _write_cdf(path, poses):

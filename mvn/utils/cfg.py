@@ -55,6 +55,9 @@ DEFAULTS = {
         'train_labels_path': '',            # label files         } preset
         'val_labels_path': '',
         'keypoints_2d': 'cpn',              # 2D input: the labels' joints_2d_<this> and joints_2d_<this>_crop
+        # Crops from a crop cache (see mvn/datasets/crop_cache.py): '' off, 'auto' a valid cache
+        # beside each label file when there is one, or a folder holding <label file name>.crops.
+        'crop_cache': '',
         # Non-empty: the labels and images are synthetic and generated on first use with these
         # arguments of the dataset kind's generator (see experiments/synthetic/).
         'synthetic': {},
@@ -130,7 +133,9 @@ LEGACY_LR = 0.0064
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Where files are; nodes of one job may keep the same files in different places.
 PATH_KEYS = ('model.checkpoint', 'model.backbone.checkpoint', 'dataset.root', 'dataset.train_labels_path',
-             'dataset.val_labels_path')
+             'dataset.val_labels_path', 'dataset.crop_cache')
+# Values of path keys that are words, not paths.
+PATH_WORDS = {'dataset.crop_cache': ('auto',)}
 
 
 class ConfigError(ValueError):
@@ -330,7 +335,7 @@ def resolve_config_paths(cfg, path, from_file):
     base = config_base_dir(path)
     for key in PATH_KEYS:
         value = _get(cfg, key)
-        if value:
+        if value and value not in PATH_WORDS.get(key, ()):
             start = base if key in from_file else REPO_ROOT
             _set(cfg, key, os.path.normpath(os.path.join(start, os.path.expanduser(value))))
 
