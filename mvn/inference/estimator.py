@@ -17,6 +17,7 @@ from mvn.datasets.h36m_meta import SKELETON
 from mvn.inference import keypoints as kp
 from mvn.inference.boxes import TORCHVISION_DETECTOR_FILE, TorchvisionDetector, box_from_keypoints, crop_from_box
 from mvn.inference.locator import HeatmapPersonLocator
+from mvn.inference.media import InputError
 from mvn.inference.model import default_coco_weights, load_capf, load_heatmap_detector
 from mvn.inference.smoothing import Tracks
 from mvn.models.backbones import input_normalization
@@ -27,7 +28,7 @@ def pick_device(device):
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device cuda: no CUDA device is available')
+        raise InputError('--device cuda: no CUDA device is available')
     return torch.device(device)
 
 
@@ -44,7 +45,8 @@ class Pose3DEstimator:
 
     checkpoint: CA-PF weights; coco_weights: the COCO HRNet file of the same width (default:
     data/pretrained/coco/); detector: 'auto' (torchvision's when TORCHVISION_DETECTOR_FILE
-    exists, else heatmaps), 'torchvision', 'heatmaps'; max_people: keep the best N per frame.
+    exists, else heatmaps), 'torchvision', 'heatmaps'; max_people: keep the first N people of a
+    frame (detections best first; given boxes or keypoints in their order).
     """
 
     def __init__(self, checkpoint, coco_weights=None, device='auto', flip_test=True, config=None, detector='auto',
@@ -70,7 +72,7 @@ class Pose3DEstimator:
         elif detector in ('auto', 'heatmaps'):
             self.person_detector = None
         else:
-            raise ValueError("detector must be 'auto', 'torchvision' or 'heatmaps', got %r" % detector)
+            raise InputError("detector must be 'auto', 'torchvision' or 'heatmaps', got %r" % detector)
         self.locator = HeatmapPersonLocator(self.coco_keypoints, self.crop_size)
 
     # -- the networks on crops ----------------------------------------------------------------
@@ -138,13 +140,13 @@ class Pose3DEstimator:
 
     # -- people -------------------------------------------------------------------------------
     def find_people(self, frame, previous=None):
-        """Automatic person boxes of one frame: [(box, score)], best first (at most max_people).
+        """Automatic person boxes of one frame: [(box, score)], best first.
         ``previous``: the last frame's boxes (the heatmap locator starts there)."""
         if self.person_detector is not None:
             found = self.person_detector(frame)
         else:
             found = self.locator(frame, previous[0] if previous else None, self.keypoint_threshold)
-        return found[:self.max_people] if self.max_people else found
+        return found
 
     def _process(self, frames, people, tracks=None, dt=None):
         """2D (unless given) and 3D of ``people``: a list per frame of dicts with 'box' and
@@ -212,19 +214,22 @@ class Pose3DEstimator:
         results = list(self.run(batch, boxes=boxes, keypoints=keypoints))
         return results[0] if single else results
 
-    def run(self, frames, boxes=None, keypoints=None, smooth=False, fps=30.0):
+    def run(self, frames, boxes=None, keypoints=None, smooth=False, fps=30.0, track=None):
         """Yields the people of every frame of ``frames`` (an iterable of BGR arrays), in order.
 
         boxes: {frame index: [box, ...]} (frames absent: automatic); keypoints: {frame index:
         [{'keypoints_2d_coco' or 'keypoints_2d': (17, 2) px, optional scores, optional 'box'}]}
         (those frames use them instead of the heatmaps; no box: one around the keypoints).
-        smooth: One-Euro filtering of boxes and 2D keypoints per tracked person (videos)."""
+        smooth: One-Euro filtering of boxes and 2D keypoints per tracked person (videos).
+        track: the heatmap locator looks where the last frame's person was first (default: with
+        ``smooth``; frames of a video, not unrelated images)."""
+        track = smooth if track is None else track
         tracks = Tracks() if smooth else None
         dt = 1.0 / (fps if fps and fps > 0 else 30.0)
         pending, previous = [], None
         for index, frame in enumerate(frames):
             people = self._people_of(index, frame, boxes, keypoints, previous)
-            previous = [p['box'] for p in people] or None
+            previous = ([p['box'] for p in people] or None) if track else None
             if tracks is not None:
                 ids = tracks.assign([p['box'] for p in people])
                 for p, t in zip(people, ids):
@@ -237,6 +242,10 @@ class Pose3DEstimator:
         yield from self._flush(pending, tracks, dt)
 
     def _people_of(self, index, frame, boxes, keypoints, previous):
+        people = self._given_or_found(index, frame, boxes, keypoints, previous)
+        return people[:self.max_people] if self.max_people else people
+
+    def _given_or_found(self, index, frame, boxes, keypoints, previous):
         if keypoints is not None and index in keypoints:
             people = [dict(p) for p in keypoints[index]]
             for p in people:
