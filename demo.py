@@ -11,6 +11,7 @@ COCO HRNet file of the same width (--coco-weights) for the 2D keypoints. See the
 inference (demo.py)".
 """
 import argparse
+import os
 import sys
 
 DEFAULT_COCO = 'data/pretrained/coco/pose_hrnet_w32_256x192.pth'
@@ -35,7 +36,8 @@ def parse_args(argv=None):
     people = parser.add_mutually_exclusive_group()
     people.add_argument('--box', help='x0,y0,x1,y1: the person box in every frame (pixels)')
     people.add_argument('--boxes', help='JSON file of person boxes per frame')
-    parser.add_argument('--keypoints', help="JSON/NPZ file of your own 2D keypoints (COCO or Human3.6M order)")
+    parser.add_argument('--keypoints', help='JSON/NPZ file of your own 2D keypoints (COCO or Human3.6M order); '
+                                            'then the COCO weights are needed only for frames it leaves out')
     parser.add_argument('--max-people', type=positive, help='at most N people per frame (the best first)')
     parser.add_argument('--detector', default='auto', choices=['auto', 'torchvision', 'heatmaps'],
                         help='automatic boxes: torchvision Faster R-CNN when its weights are in data/pretrained/ '
@@ -56,9 +58,11 @@ def main(args):
     boxes = runner.SameForEveryFrame([parse_box(args.box)]) if args.box else \
         load_boxes_file(args.boxes) if args.boxes else None
     keypoints = load_keypoints_file(args.keypoints) if args.keypoints else None
+    # With --keypoints the COCO file is needed only for frames the keypoints file leaves out.
+    heatmaps = not (keypoints and not args.coco_weights and not os.path.isfile(DEFAULT_COCO))
     estimator = Pose3DEstimator(args.checkpoint, coco_weights=args.coco_weights, device=args.device,
                                 flip_test=not args.no_flip_test, config=args.config, detector=args.detector,
-                                max_people=args.max_people, batch_size=args.batch_size)
+                                max_people=args.max_people, batch_size=args.batch_size, heatmaps=heatmaps)
     path = runner.run(estimator, args.input, args.output, boxes=boxes, keypoints=keypoints,
                       smooth=not args.no_smooth, render=not args.no_render, gif=args.gif)
     print('wrote %s' % path)

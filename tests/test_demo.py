@@ -173,3 +173,19 @@ def test_user_keypoints_coco_json_and_h36m_npz(weights, tmp_path):
     np.savez(tmp_path / 'bad.npz', keypoints=h36m)
     with pytest.raises(InputError, match="bad.npz, frame 0: say whether keypoints are COCO- or Human3.6M"):
         load_keypoints_file(str(tmp_path / 'bad.npz'))
+
+
+def test_keypoints_for_every_frame_need_no_coco_file(weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo, 'DEFAULT_COCO', str(tmp_path / 'absent_coco.pth'))
+    cv2.imwrite(str(tmp_path / 'in.png'), noise(120, 160))
+    points = (np.random.RandomState(2).rand(17, 2) * 80 + 20).tolist()
+    (tmp_path / 'k.json').write_text(json.dumps({'layout': 'h36m', 'frames': [[points]]}))
+    demo.cli(['--checkpoint', weights[0], '--device', 'cpu', '--input', str(tmp_path / 'in.png'),
+              '--keypoints', str(tmp_path / 'k.json'), '--output', str(tmp_path / 'out')])
+    person = json.loads((tmp_path / 'out' / 'results.json').read_text())['frames'][0]['people'][0]
+    np.testing.assert_allclose(person['keypoints_2d'], points, atol=0.006)
+    (tmp_path / 'k.json').write_text(json.dumps({'layout': 'h36m', 'frames': [{'frame': 5, 'people': [points]}]}))
+    with pytest.raises(SystemExit):
+        demo.cli(['--checkpoint', weights[0], '--device', 'cpu', '--input', str(tmp_path / 'in.png'),
+                  '--keypoints', str(tmp_path / 'k.json'), '--output', str(tmp_path / 'out2')])
+    assert 'no COCO weights were loaded' in capsys.readouterr().err.strip().splitlines()[-1]

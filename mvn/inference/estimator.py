@@ -46,11 +46,12 @@ class Pose3DEstimator:
     checkpoint: CA-PF weights; coco_weights: the COCO HRNet file of the same width (default:
     data/pretrained/coco/); detector: 'auto' (torchvision's when TORCHVISION_DETECTOR_FILE
     exists, else heatmaps), 'torchvision', 'heatmaps'; max_people: keep the first N people of a
-    frame (detections best first; given boxes or keypoints in their order).
+    frame (detections best first; given boxes or keypoints in their order); heatmaps=False: no
+    COCO file and no 2D network, every frame then needs the user's keypoints.
     """
 
     def __init__(self, checkpoint, coco_weights=None, device='auto', flip_test=True, config=None, detector='auto',
-                 max_people=None, batch_size=16, person_threshold=0.5, keypoint_threshold=0.2):
+                 max_people=None, batch_size=16, person_threshold=0.5, keypoint_threshold=0.2, heatmaps=True):
         self.device = pick_device(device)
         self.flip_test = flip_test
         self.max_people = max_people
@@ -59,9 +60,11 @@ class Pose3DEstimator:
         self.backbone_type = cfg.model.backbone.type
         self.crop_size = tuple(cfg.model.image_shape)
         self.skeleton = SKELETON
-        self.heatmap_detector, self.shared_backbone = load_heatmap_detector(
-            coco_weights or default_coco_weights(self.backbone_type), self.backbone_type, self.model.backbone,
-            self.device)
+        self.heatmap_detector, self.shared_backbone = None, True
+        if heatmaps:
+            self.heatmap_detector, self.shared_backbone = load_heatmap_detector(
+                coco_weights or default_coco_weights(self.backbone_type), self.backbone_type, self.model.backbone,
+                self.device)
         self.preparer = BatchPreparer(self.device, normalize=input_normalization(self.backbone_type),
                                       skeleton=SKELETON, crop_width=self.crop_size[0], flip_test=True)
         self.plain_preparer = BatchPreparer(self.device, normalize=self.preparer.normalize, skeleton=SKELETON,
@@ -93,6 +96,9 @@ class Pose3DEstimator:
     @torch.no_grad()
     def _heatmaps(self, images, features, flip):
         """(B, 17, h, w) numpy heatmaps, with HRNet's flip test when ``flip``."""
+        if self.heatmap_detector is None:
+            raise InputError('2D keypoints are needed from the COCO HRNet, but no COCO weights were loaded '
+                             '(give --coco-weights, or keypoints for every frame)')
         views = [images[:, 0], images[:, 1]] if flip else [images]
         if self.shared_backbone:
             maps = [self.heatmap_detector.heatmaps(f) for f in features]
