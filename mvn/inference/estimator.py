@@ -118,11 +118,11 @@ class Pose3DEstimator:
         heatmaps = self._heatmaps(images, features, flip)
         return self._to_frame(heatmaps, centers, scales)
 
-    @staticmethod
-    def _to_frame(heatmaps, centers, scales):
+    def _to_frame(self, heatmaps, centers, scales):
+        """Decoded heatmaps of crops -> (COCO keypoints (B, 17, 2) frame px, scores (B, 17))."""
         cells, scores = kp.decode_heatmaps(heatmaps)
         crop_px = cells * kp.HEATMAP_STRIDE
-        frame_px = np.stack([transform_points(p, crop_transform(c, s, inverse=True))
+        frame_px = np.stack([transform_points(p, crop_transform(c, s, self.crop_size, inverse=True))
                              for p, c, s in zip(crop_px, centers, scales)]) if len(cells) else cells
         return frame_px, scores
 
