@@ -96,7 +96,8 @@ def test_a_video_gives_an_mp4_of_the_same_frames_at_its_rate(weights, tmp_path):
     assert results['fps'] == 12.0
     video = cv2.VideoCapture(str(tmp_path / 'out' / 'clip.mp4'))
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 3 and video.get(cv2.CAP_PROP_FPS) == 12.0
-    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (480 + 360, 360)      # 160x120 shown 360 high
+    # 160x120 frames shown 360 high, beside a 360 x 360 view
+    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (480 + 360, 360)
     assert Image.open(tmp_path / 'out' / 'clip.gif').n_frames == 3
 
 
@@ -156,7 +157,8 @@ def test_max_people_keeps_the_best_detections(weights):
 
 def test_user_keypoints_coco_json_and_h36m_npz(weights, tmp_path):
     coco = np.random.RandomState(0).rand(17, 2) * 100 + 50
-    (tmp_path / 'k.json').write_text(json.dumps({'frames': [{'frame': 0, 'people': [{'keypoints_2d_coco': coco.tolist()}]}]}))
+    people = [{'keypoints_2d_coco': coco.tolist()}]
+    (tmp_path / 'k.json').write_text(json.dumps({'frames': [{'frame': 0, 'people': people}]}))
     h36m = np.random.RandomState(1).rand(2, 17, 3) * 100 + 50
     np.savez(tmp_path / 'k.npz', keypoints=h36m, layout='h36m')
     cv2.imwrite(str(tmp_path / 'in.png'), noise(240, 320))

@@ -156,7 +156,8 @@ def test_boxes_from_a_file_are_used_as_given(estimator, tmp_path, monkeypatch):
     boxes = load_boxes_file(str(path))
     seen = []
     real = estimator_module.crop_image
-    monkeypatch.setattr(estimator_module, 'crop_image', lambda img, c, s, size: seen.append((c, s)) or real(img, c, s, size))
+    monkeypatch.setattr(estimator_module, 'crop_image',
+                        lambda img, c, s, size: seen.append((c, s)) or real(img, c, s, size))
     results = list(estimator.run([frame(4), frame(5)], boxes=boxes))
     assert results[1] == [] and len(results[0]) == 1
     assert results[0][0]['box'].tolist() == [10, 20, 110, 220]

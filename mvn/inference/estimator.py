@@ -162,7 +162,8 @@ class Pose3DEstimator:
         for start in range(0, len(flat), self.batch_size):
             chunk = flat[start:start + self.batch_size]
             centers, scales = zip(*(p.get('crop') or crop_from_box(p['box']) for _, p in chunk))
-            crops = np.stack([crop_image(frames[i], c, s, self.crop_size) for (i, _), c, s in zip(chunk, centers, scales)])
+            crops = np.stack([crop_image(frames[i], c, s, self.crop_size)
+                              for (i, _), c, s in zip(chunk, centers, scales)])
             images = self._images(crops, self.flip_test)
             features = self._backbone(images, self.flip_test)
             needs_2d = [n for n, (_, p) in enumerate(chunk)
