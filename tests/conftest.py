@@ -1,5 +1,6 @@
 """Shared fixtures: small synthetic datasets and configs made on the fly (CPU only)."""
 import os
+import signal
 import sys
 
 import pytest
@@ -12,6 +13,19 @@ from mvn.datasets.synthetic import generate_processed, generate_raw  # noqa: E40
 from tests.helpers import SMALL  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Every test runs with Python's own SIGINT handler (Ctrl-C raises KeyboardInterrupt), and
+    the previous disposition comes back afterwards. A shell starts a background job (``cmd &``,
+    ``nohup cmd &``) with SIGINT ignored, and Python keeps an inherited "ignore": then an
+    interrupt deferred by an atomic write and re-raised at its end would be dropped, and a
+    train.py started by a test would inherit the "ignore" too and never see the test's Ctrl-C
+    (an exec resets a handled signal to the default, but keeps an ignored one ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 @pytest.fixture(scope='session')
