@@ -46,6 +46,7 @@ def parse_args(argv=None):
     parser.add_argument('--no-smooth', action='store_true', help='videos: no One-Euro smoothing of boxes and keypoints')
     parser.add_argument('--no-render', action='store_true', help='results.json only')
     parser.add_argument('--gif', action='store_true', help='videos: also an animated GIF')
+    parser.add_argument('--npz', action='store_true', help='also results.npz: the results as arrays (long videos)')
     parser.add_argument('--batch-size', type=positive, default=16, help='crops per network pass')
     parser.add_argument('--output', default='out/', help='output folder (default out/)')
     return parser.parse_args(argv)
@@ -64,7 +65,7 @@ def main(args):
                                 flip_test=not args.no_flip_test, config=args.config, detector=args.detector,
                                 max_people=args.max_people, batch_size=args.batch_size, heatmaps=heatmaps)
     path = runner.run(estimator, args.input, args.output, boxes=boxes, keypoints=keypoints,
-                      smooth=not args.no_smooth, render=not args.no_render, gif=args.gif)
+                      smooth=not args.no_smooth, render=not args.no_render, gif=args.gif, npz=args.npz)
     print('wrote %s' % path)
 
 

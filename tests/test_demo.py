@@ -89,7 +89,7 @@ def test_a_video_gives_an_mp4_of_the_same_frames_at_its_rate(weights, tmp_path):
     boxes = tmp_path / 'boxes.json'
     boxes.write_text(json.dumps({'frames': [{'frame': i, 'boxes': [] if i == 1 else [[30 + i, 20, 100, 115]]}
                                             for i in range(3)]}))
-    run_demo(weights, '--input', path, '--boxes', boxes, '--output', tmp_path / 'out', '--gif')
+    run_demo(weights, '--input', path, '--boxes', boxes, '--output', tmp_path / 'out', '--gif', '--npz')
     results = json.loads((tmp_path / 'out' / 'results.json').read_text())
     check_schema(results, 3)
     assert [len(f['people']) for f in results['frames']] == [1, 0, 1]   # the video goes on past nobody
@@ -99,6 +99,11 @@ def test_a_video_gives_an_mp4_of_the_same_frames_at_its_rate(weights, tmp_path):
     # 160x120 frames shown 360 high, beside a 360 x 360 view
     assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (480 + 360, 360)
     assert Image.open(tmp_path / 'out' / 'clip.gif').n_frames == 3
+    arrays = np.load(tmp_path / 'out' / 'results.npz')
+    assert arrays['frame'].tolist() == [0, 2] and int(arrays['frame_count']) == 3
+    people = [p for f in results['frames'] for p in f['people']]
+    np.testing.assert_allclose(arrays['keypoints_3d'], [p['keypoints_3d'] for p in people], atol=1e-5)
+    np.testing.assert_allclose(arrays['box'], [p['box'] for p in people], atol=1e-3)
 
 
 def test_unreadable_inputs_and_missing_weights_are_one_line_errors(weights, tmp_path, capsys):

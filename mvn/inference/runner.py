@@ -8,7 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mvn.datasets.h36m_meta import JOINTS_LEFT, JOINTS_RIGHT, PARENTS
-from mvn.inference.media import InputError, VideoReader, list_inputs, person_json, read_image, write_results
+from mvn.inference.media import (InputError, VideoReader, list_inputs, person_json, read_image, write_results,
+                                 write_results_npz)
 from mvn.utils.io import atomic_open
 from mvn.utils.render import SkeletonView, draw_skeleton_2d, edges_from_parents, fit_height, put_label
 
@@ -181,9 +182,9 @@ def write_gif(path, frames_rgb, fps):
 
 
 def run(estimator, input_path, output, boxes=None, keypoints=None, smooth=True, render=True, gif=False,
-        progress=True):
-    """The demo: results.json (+ pictures or a video) for ``input_path`` in ``output``; returns
-    the results.json path."""
+        progress=True, npz=False):
+    """The demo: results.json (+ pictures or a video; + results.npz with ``npz``) for
+    ``input_path`` in ``output``; returns the results.json path."""
     kind, items = list_inputs(input_path)
     os.makedirs(output, exist_ok=True)
     extra = {'input': os.path.abspath(input_path)}
@@ -196,4 +197,6 @@ def run(estimator, input_path, output, boxes=None, keypoints=None, smooth=True, 
     target = os.path.join(output, 'results.json')
     _check_not_an_input(target, [input_path] + ([] if kind == 'video' else items))
     write_results(target, entries, **extra)
+    if npz:
+        write_results_npz(os.path.join(output, 'results.npz'), entries)
     return target
