@@ -30,6 +30,7 @@ from mvn.datasets.build import build_dataset, build_eval_loader, build_train_loa
 from mvn.evaluator import Evaluator
 from mvn.models.backbones import input_normalization
 from mvn.models.build import build_model
+from mvn.predictions import save_predictions
 from mvn.training import Trainer
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist, signals
@@ -58,6 +59,8 @@ def parse_args(argv=None):
                         help="2D backbone preset (default: the config's model.backbone.type)")
     parser.add_argument('--eval', action='store_true', help='only evaluate a checkpoint')
     parser.add_argument('--eval_dataset', default='val', choices=['train', 'val'], help='split for --eval')
+    parser.add_argument('--save-predictions', action='store_true',
+                        help='with --eval: also write predictions.npz (mvn/predictions.py) to the run directory')
     parser.add_argument('--checkpoint', help='CA-PF checkpoint for --eval (default checkpoint/best_epoch_{backbone}.bin)')
     parser.add_argument('--resume', help="a last.pth to continue from, or 'auto' for the newest run of this config")
     parser.add_argument('--logdir', default='logs/', help='folder of the run directories')
@@ -74,6 +77,8 @@ def parse_args(argv=None):
     if args.checkpoint and not args.eval:
         parser.error('--checkpoint is for --eval; to start training from a CA-PF checkpoint set model.checkpoint '
                      'in the config')
+    if args.save_predictions and not args.eval:
+        parser.error('--save-predictions goes with --eval')
     if args.resume and args.eval:
         parser.error('--resume continues training; to evaluate a run, pass its best_epoch.bin as --checkpoint')
     return args
@@ -223,6 +228,8 @@ def main(args):
             report = evaluator(model, 0, 'eval_results.json', **checkpoint)
             for line in report.table_lines() if report is not None else ():
                 monitor.info(line)
+            if args.save_predictions:
+                save_predictions(monitor, evaluator)
         else:
             train(model, cfg, args, device, monitor, evaluator, training_data, resolved, resume)
 

@@ -27,6 +27,7 @@ class Evaluator:
         'frames', 'retain_every_n_frames', **record, **report.to_json()})."""
         report, predictions = engine.evaluate(model, self.loader, self.preparer, self.dataset,
                                               flip_test=self.flip_test, amp=self.amp)
+        self.last_predictions = predictions       # rank 0: (N, 1, J, 3) m, file order (mvn/predictions.py)
         if report is None:
             return None
         self.monitor.scalars(report.scalars(scalar_prefix), epoch)

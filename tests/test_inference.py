@@ -156,7 +156,8 @@ def test_boxes_from_a_file_are_used_as_given(estimator, tmp_path, monkeypatch):
     boxes = load_boxes_file(str(path))
     seen = []
     real = estimator_module.crop_image
-    monkeypatch.setattr(estimator_module, 'crop_image', lambda img, c, s, size: seen.append((c, s)) or real(img, c, s, size))
+    monkeypatch.setattr(estimator_module, 'crop_image',
+                        lambda img, c, s, size: seen.append((c, s)) or real(img, c, s, size))
     results = list(estimator.run([frame(4), frame(5)], boxes=boxes))
     assert results[1] == [] and len(results[0]) == 1
     assert results[0][0]['box'].tolist() == [10, 20, 110, 220]
@@ -261,3 +262,21 @@ def test_architecture_is_read_from_the_checkpoint(weights):
     no_context = {k: v for k, v in model.state_dict().items() if 'context_blocks' not in k}
     with pytest.raises(WeightsError, match='without context blocks'):
         config_from_state(no_context, 'x')
+
+
+def test_torchvision_detector_keeps_people_above_the_threshold_best_first():
+    from mvn.inference.boxes import TorchvisionDetector
+    detector = TorchvisionDetector.__new__(TorchvisionDetector)      # no weight file: a stand-in network
+    detector.torch, detector.device, detector.threshold = torch, 'cpu', 0.5
+    seen = []
+
+    def network(images):
+        seen.append(images[0])
+        return [{'boxes': torch.tensor([[0, 0, 10, 10], [1, 1, 5, 5], [2, 2, 8, 9], [3, 3, 4, 4.]]),
+                 'labels': torch.tensor([1, 3, 1, 1]), 'scores': torch.tensor([0.6, 0.99, 0.9, 0.4])}]
+    detector.model = network
+    image = np.zeros((4, 6, 3), np.uint8)
+    image[..., 0] = 255                                                 # blue in BGR
+    found = detector(image)
+    assert [(b.tolist(), round(s, 2)) for b, s in found] == [([2, 2, 8, 9], 0.9), ([0, 0, 10, 10], 0.6)]
+    assert seen[0].shape == (3, 4, 6) and seen[0][2].max() == 1.0 and seen[0][0].max() == 0.0   # RGB in [0, 1]

@@ -6,6 +6,7 @@
 
 Files: ``estimator.py`` (the pipeline), ``model.py`` (weights), ``boxes.py`` (boxes and crops),
 ``locator.py`` (a person from heatmaps), ``keypoints.py`` (heatmap decoding, COCO -> Human3.6M),
-``smoothing.py`` (One-Euro filter, tracks), ``media.py`` (reading frames, writing results).
+``smoothing.py`` (One-Euro filter, tracks), ``media.py`` (reading frames, writing results),
+``runner.py`` (what demo.py does: inputs through the estimator, results.json, pictures, videos).
 """
 from mvn.inference.estimator import Pose3DEstimator  # noqa: F401

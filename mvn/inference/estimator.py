@@ -17,6 +17,7 @@ from mvn.datasets.h36m_meta import SKELETON
 from mvn.inference import keypoints as kp
 from mvn.inference.boxes import TORCHVISION_DETECTOR_FILE, TorchvisionDetector, box_from_keypoints, crop_from_box
 from mvn.inference.locator import HeatmapPersonLocator
+from mvn.inference.media import InputError
 from mvn.inference.model import default_coco_weights, load_capf, load_heatmap_detector
 from mvn.inference.smoothing import Tracks
 from mvn.models.backbones import input_normalization
@@ -27,7 +28,7 @@ def pick_device(device):
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device cuda: no CUDA device is available')
+        raise InputError('--device cuda: no CUDA device is available')
     return torch.device(device)
 
 
@@ -44,11 +45,13 @@ class Pose3DEstimator:
 
     checkpoint: CA-PF weights; coco_weights: the COCO HRNet file of the same width (default:
     data/pretrained/coco/); detector: 'auto' (torchvision's when TORCHVISION_DETECTOR_FILE
-    exists, else heatmaps), 'torchvision', 'heatmaps'; max_people: keep the best N per frame.
+    exists, else heatmaps), 'torchvision', 'heatmaps'; max_people: keep the first N people of a
+    frame (detections best first; given boxes or keypoints in their order); heatmaps=False: no
+    COCO file and no 2D network, every frame then needs the user's keypoints.
     """
 
     def __init__(self, checkpoint, coco_weights=None, device='auto', flip_test=True, config=None, detector='auto',
-                 max_people=None, batch_size=16, person_threshold=0.5, keypoint_threshold=0.2):
+                 max_people=None, batch_size=16, person_threshold=0.5, keypoint_threshold=0.2, heatmaps=True):
         self.device = pick_device(device)
         self.flip_test = flip_test
         self.max_people = max_people
@@ -57,9 +60,11 @@ class Pose3DEstimator:
         self.backbone_type = cfg.model.backbone.type
         self.crop_size = tuple(cfg.model.image_shape)
         self.skeleton = SKELETON
-        self.heatmap_detector, self.shared_backbone = load_heatmap_detector(
-            coco_weights or default_coco_weights(self.backbone_type), self.backbone_type, self.model.backbone,
-            self.device)
+        self.heatmap_detector, self.shared_backbone = None, True
+        if heatmaps:
+            self.heatmap_detector, self.shared_backbone = load_heatmap_detector(
+                coco_weights or default_coco_weights(self.backbone_type), self.backbone_type, self.model.backbone,
+                self.device)
         self.preparer = BatchPreparer(self.device, normalize=input_normalization(self.backbone_type),
                                       skeleton=SKELETON, crop_width=self.crop_size[0], flip_test=True)
         self.plain_preparer = BatchPreparer(self.device, normalize=self.preparer.normalize, skeleton=SKELETON,
@@ -70,7 +75,7 @@ class Pose3DEstimator:
         elif detector in ('auto', 'heatmaps'):
             self.person_detector = None
         else:
-            raise ValueError("detector must be 'auto', 'torchvision' or 'heatmaps', got %r" % detector)
+            raise InputError("detector must be 'auto', 'torchvision' or 'heatmaps', got %r" % detector)
         self.locator = HeatmapPersonLocator(self.coco_keypoints, self.crop_size)
 
     # -- the networks on crops ----------------------------------------------------------------
@@ -91,6 +96,9 @@ class Pose3DEstimator:
     @torch.no_grad()
     def _heatmaps(self, images, features, flip):
         """(B, 17, h, w) numpy heatmaps, with HRNet's flip test when ``flip``."""
+        if self.heatmap_detector is None:
+            raise InputError('2D keypoints are needed from the COCO HRNet, but no COCO weights were loaded '
+                             '(give --coco-weights, or keypoints for every frame)')
         views = [images[:, 0], images[:, 1]] if flip else [images]
         if self.shared_backbone:
             maps = [self.heatmap_detector.heatmaps(f) for f in features]
@@ -110,11 +118,11 @@ class Pose3DEstimator:
         heatmaps = self._heatmaps(images, features, flip)
         return self._to_frame(heatmaps, centers, scales)
 
-    @staticmethod
-    def _to_frame(heatmaps, centers, scales):
+    def _to_frame(self, heatmaps, centers, scales):
+        """Decoded heatmaps of crops -> (COCO keypoints (B, 17, 2) frame px, scores (B, 17))."""
         cells, scores = kp.decode_heatmaps(heatmaps)
         crop_px = cells * kp.HEATMAP_STRIDE
-        frame_px = np.stack([transform_points(p, crop_transform(c, s, inverse=True))
+        frame_px = np.stack([transform_points(p, crop_transform(c, s, self.crop_size, inverse=True))
                              for p, c, s in zip(crop_px, centers, scales)]) if len(cells) else cells
         return frame_px, scores
 
@@ -138,13 +146,13 @@ class Pose3DEstimator:
 
     # -- people -------------------------------------------------------------------------------
     def find_people(self, frame, previous=None):
-        """Automatic person boxes of one frame: [(box, score)], best first (at most max_people).
+        """Automatic person boxes of one frame: [(box, score)], best first.
         ``previous``: the last frame's boxes (the heatmap locator starts there)."""
         if self.person_detector is not None:
             found = self.person_detector(frame)
         else:
             found = self.locator(frame, previous[0] if previous else None, self.keypoint_threshold)
-        return found[:self.max_people] if self.max_people else found
+        return found
 
     def _process(self, frames, people, tracks=None, dt=None):
         """2D (unless given) and 3D of ``people``: a list per frame of dicts with 'box' and
@@ -154,7 +162,8 @@ class Pose3DEstimator:
         for start in range(0, len(flat), self.batch_size):
             chunk = flat[start:start + self.batch_size]
             centers, scales = zip(*(p.get('crop') or crop_from_box(p['box']) for _, p in chunk))
-            crops = np.stack([crop_image(frames[i], c, s, self.crop_size) for (i, _), c, s in zip(chunk, centers, scales)])
+            crops = np.stack([crop_image(frames[i], c, s, self.crop_size)
+                              for (i, _), c, s in zip(chunk, centers, scales)])
             images = self._images(crops, self.flip_test)
             features = self._backbone(images, self.flip_test)
             needs_2d = [n for n, (_, p) in enumerate(chunk)
@@ -212,19 +221,22 @@ class Pose3DEstimator:
         results = list(self.run(batch, boxes=boxes, keypoints=keypoints))
         return results[0] if single else results
 
-    def run(self, frames, boxes=None, keypoints=None, smooth=False, fps=30.0):
+    def run(self, frames, boxes=None, keypoints=None, smooth=False, fps=30.0, track=None):
         """Yields the people of every frame of ``frames`` (an iterable of BGR arrays), in order.
 
         boxes: {frame index: [box, ...]} (frames absent: automatic); keypoints: {frame index:
         [{'keypoints_2d_coco' or 'keypoints_2d': (17, 2) px, optional scores, optional 'box'}]}
         (those frames use them instead of the heatmaps; no box: one around the keypoints).
-        smooth: One-Euro filtering of boxes and 2D keypoints per tracked person (videos)."""
+        smooth: One-Euro filtering of boxes and 2D keypoints per tracked person (videos).
+        track: the heatmap locator looks where the last frame's person was first (default: with
+        ``smooth``; frames of a video, not unrelated images)."""
+        track = smooth if track is None else track
         tracks = Tracks() if smooth else None
         dt = 1.0 / (fps if fps and fps > 0 else 30.0)
         pending, previous = [], None
         for index, frame in enumerate(frames):
             people = self._people_of(index, frame, boxes, keypoints, previous)
-            previous = [p['box'] for p in people] or None
+            previous = ([p['box'] for p in people] or None) if track else None
             if tracks is not None:
                 ids = tracks.assign([p['box'] for p in people])
                 for p, t in zip(people, ids):
@@ -237,6 +249,10 @@ class Pose3DEstimator:
         yield from self._flush(pending, tracks, dt)
 
     def _people_of(self, index, frame, boxes, keypoints, previous):
+        people = self._given_or_found(index, frame, boxes, keypoints, previous)
+        return people[:self.max_people] if self.max_people else people
+
+    def _given_or_found(self, index, frame, boxes, keypoints, previous):
         if keypoints is not None and index in keypoints:
             people = [dict(p) for p in keypoints[index]]
             for p in people:

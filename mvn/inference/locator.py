@@ -10,7 +10,6 @@ A person needs at least 4 keypoints above the threshold; the score is the mean p
 This finds the most salient single person; for several people, place torchvision's detector
 weights (``boxes.TORCHVISION_DETECTOR_FILE``) or give boxes.
 """
-import numpy as np
 
 from mvn.inference.boxes import box_from_keypoints, crop_from_box, whole_frame_crop
 

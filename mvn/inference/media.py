@@ -195,3 +195,19 @@ def write_results(path, frames, **extra):
     """results.json: {"frames": [{"frame": i, "people": [...]}, ...], **extra}, written atomically."""
     with atomic_open(path, 'w') as f:
         json.dump(dict(frames=frames, **extra), f)
+
+
+def write_results_npz(path, frames):
+    """The same results as arrays, one row per person (long videos): frame (P,) int, box (P, 4),
+    score (P,), keypoints_2d_coco (P, 17, 2) (NaN where not known), keypoints_2d (P, 17, 2)
+    pixels, keypoints_3d (P, 17, 3) metres; and frame_count."""
+    people = [(entry['frame'], p) for entry in frames for p in entry['people']]
+
+    def column(key, shape):
+        rows = [np.full(shape, np.nan) if p[key] is None else np.asarray(p[key], np.float64) for _, p in people]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0,) + shape, np.float32)
+    with atomic_open(path) as f:
+        np.savez(f, frame=np.array([i for i, _ in people], np.int64), box=column('box', (4,)),
+                 score=np.array([p['score'] for _, p in people], np.float32),
+                 keypoints_2d_coco=column('keypoints_2d_coco', (17, 2)), keypoints_2d=column('keypoints_2d', (17, 2)),
+                 keypoints_3d=column('keypoints_3d', (17, 3)), frame_count=np.array(len(frames)))
