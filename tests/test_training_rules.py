@@ -103,6 +103,23 @@ def test_adamw_decays_the_head_weights_decoupled_from_the_gradient(tmp_path):
     assert (group['betas'], group['eps']) == ((0.9, 0.999), 1e-8)       # the official defaults
 
 
+def test_each_epoch_trains_at_the_rate_decayed_once_per_epoch_before_it(tmp_path, monkeypatch):
+    # volume_net_lr 0.01, decay 0.5: epochs 1, 2, 3 train at 0.01, 0.005, 0.0025 (official: lr *= lr_decay
+    # after every epoch, applied to the optimizer before the next one)
+    rates = []
+
+    def one_epoch(model, optimizer, *args, **kwargs):
+        rates.append(optimizer.param_groups[0]['lr'])
+        return {'loss': 0.0, 'samples': 1, 'skipped': 0, 'seconds': 0.0, 'global_step': 0}
+    monkeypatch.setattr(training.engine, 'train_one_epoch', one_epoch)
+    monkeypatch.setattr(training.ckpt, 'save_last', lambda *a, **k: None)
+    trainer = make_trainer(tmp_path, lr=0.01)
+    loader = DataLoader(TensorDataset(torch.arange(4)), batch_size=2, generator=torch.Generator())
+    trainer.fit(loader, types.SimpleNamespace(generator=torch.Generator()), n_epochs=3)
+    assert rates == pytest.approx([0.01, 0.005, 0.0025], rel=1e-12)
+    assert trainer.lr == pytest.approx(0.00125, rel=1e-12) and trainer.epoch == 3
+
+
 # --------------------------------------------------------------------------------------------
 # Per-epoch seeds
 
