@@ -189,7 +189,7 @@ def check_mutants(mutants):
 
 def run_tests(tests, timeout):
     """(passed, what failed or 'timeout'): pytest -x on ``tests`` in a process group of its own."""
-    command = [sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', '-rfE', *tests]
+    command = [sys.executable, '-m', 'pytest', '-x', '-v', '-p', 'no:cacheprovider', '-rfE', *tests]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     try:
@@ -205,7 +205,10 @@ def run_tests(tests, timeout):
     if process.returncode == 0:
         return True, ''
     failed = re.findall(r'^(?:FAILED|ERROR) (\S+)', output, re.MULTILINE)
-    return False, failed[0] if failed else 'pytest exit status %d' % process.returncode
+    if failed:
+        return False, failed[0]
+    started = re.findall(r'^(tests/\S+::\S+)', output, re.MULTILINE)     # a crash: the test that was running
+    return False, 'pytest exit status %d%s' % (process.returncode, ' in ' + started[-1] if started else '')
 
 
 def apply(mutant):
