@@ -51,13 +51,14 @@ def formula_state(state):
 def model_inputs(batch=BATCH, size=IMAGE_SIZE):
     """(images (B, H, W, 3) float32 as the backbone takes them (already normalised),
     keypoints_2d (B, 17, 2) normalised screen coordinates, keypoints_2d_crop (B, 17, 2) pixels of
-    the 192x256 crop frame)."""
+    the 192x256 crop frame, some outside it)."""
     h, w = size
     b, y, x, c = torch.meshgrid(torch.arange(batch), torch.arange(h), torch.arange(w), torch.arange(3), indexing='ij')
     images = 2.0 * torch.sin(0.05 * x * (c + 1) + 0.07 * y + 0.9 * b + c.double())
     b, j = torch.meshgrid(torch.arange(batch), torch.arange(17), indexing='ij')
     keypoints = torch.stack([0.4 * torch.sin(1.3 * j + 0.7 * b + 0.1), 0.5 * torch.cos(0.9 * j + 1.1 * b)], dim=-1)
-    crop = torch.stack([96 + 80 * torch.sin(2.1 * j + 0.3 * b), 128 + 110 * torch.cos(1.7 * j + 0.5 * b)], dim=-1)
+    # some joints fall outside the crop (as in real data), where the two samplings pad differently
+    crop = torch.stack([96 + 120 * torch.sin(2.1 * j + 0.3 * b), 128 + 150 * torch.cos(1.7 * j + 0.5 * b)], dim=-1)
     return images.float(), keypoints.float(), crop.float()
 
 
