@@ -18,6 +18,7 @@ Paths on the command line are relative to the working folder; relative paths in 
 inside the repository are relative to the repository root, in one elsewhere to its folder.
 """
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -128,9 +129,10 @@ def batch_preparer(cfg, dataset, device, **kwargs):
                          crop_width=cfg.model.image_shape[0], **kwargs)
 
 
-def build_evaluator(cfg, args, device, monitor):
-    """The evaluation of the split to evaluate, over this rank's contiguous shard."""
-    dataset = build_dataset(cfg, args.eval_dataset if args.eval else 'val', shard=True)
+def build_evaluator(cfg, args, device, monitor, retain_every_n_frames=1):
+    """The evaluation of the split to evaluate, over this rank's contiguous shard (of every n-th frame)."""
+    dataset = build_dataset(cfg, args.eval_dataset if args.eval else 'val', shard=True,
+                            retain_every_n_frames=retain_every_n_frames)
     loader = build_eval_loader(cfg, dataset, pin_memory=device.type == 'cuda')
     preparer = batch_preparer(cfg, dataset, device, flip_test=cfg.val.flip_test)
     return Evaluator(dataset, loader, preparer, monitor, flip_test=cfg.val.flip_test, amp=cfg.train.amp,
@@ -173,12 +175,18 @@ def load_run_model(cfg, args, device, resume):
 
 def train(model, cfg, args, device, monitor, evaluator, training_data, resolved, resume):
     """The epochs still to train, each evaluated (see mvn.training)."""
+    def evaluate_every_frame(m, epoch, **record):     # the best checkpoint, after a thinned per-epoch evaluation
+        return build_evaluator(cfg, args, device, monitor)(m, epoch, 'eval_best_all_frames.json',
+                                                           scalar_prefix='val_all_frames', **record)
     trainer = Trainer(model, cfg, device, seed=args.seed, monitor=monitor, config_yaml=resolved,
-                      evaluate=lambda m, epoch: evaluator(m, epoch, 'eval_epoch_%03d.json' % epoch))
+                      evaluate=lambda m, epoch: evaluator(m, epoch, 'eval_epoch_%03d.json' % epoch),
+                      final_evaluate=evaluate_every_frame if evaluator.dataset.retain_every_n_frames > 1 else None)
     if resume is not None:
         trainer.restore(resume)
-    monitor.info('training on %d frames, evaluating on %d frames'
-                 % (len(training_data[0].dataset), evaluator.dataset.file_size))
+    every_n = evaluator.dataset.retain_every_n_frames
+    monitor.info('training on %d frames, evaluating on %d frames%s'
+                 % (len(training_data[0].dataset), evaluator.dataset.file_size,
+                    ' (1 in %d; the best checkpoint on all at the end)' % every_n if every_n > 1 else ''))
     trainer.fit(*training_data, n_epochs=cfg.train.n_epochs)
 
 
@@ -195,7 +203,7 @@ def main(args):
             monitor.info('nothing left to do: %s has trained all %d epochs (raise --epochs to go on)'
                          % (resume['path'], cfg.train.n_epochs))
             return
-        evaluator = build_evaluator(cfg, args, device, monitor)
+        evaluator = build_evaluator(cfg, args, device, monitor, 1 if args.eval else cfg.val.retain_every_n_frames)
         training_data = None if args.eval else build_training_data(cfg, args, device)
 
         monitor.open(run_dir or (new_run_dir(args.logdir, run_name) if dist.is_main_process() else None))
@@ -230,6 +238,7 @@ def cli(argv=None):
     from mvn.utils.cfg import ConfigError
     from mvn.utils.dist import LaunchError
     signal.signal(signal.SIGTERM, _on_sigterm)
+    logging.raiseExceptions = False      # a log line that cannot be written (a full disk) prints no traceback
     try:
         main(parse_args(argv))
     except (ConfigError, LabelError, DataError, WeightsError, LaunchError, OSError) as e:

@@ -42,18 +42,24 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
     any rank is skipped (no step).
     ``grad_clip`` > 0 clips the gradient norm at grad_clip / base_lr (the configured initial rate).
     Returns {'loss': sample-weighted mean loss over all ranks (metres), 'samples', 'skipped',
-    'seconds', 'global_step'}.
+    'seconds', 'global_step', 'data_wait': the fraction of the epoch this loop spent waiting for
+    its next batch (mean over ranks; near 1: the run is loader-bound)}.
     """
     model.train()
     device = preparer.device
     main = dist.is_main_process()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     samples = skipped = 0
+    waited = 0.0
     start = time.time()
     # Closed on any exit, so that an error message starts on a line of its own.
     with tqdm(Prefetcher(loader, preparer), desc='train epoch %d' % epoch, disable=not main,
               dynamic_ncols=True, mininterval=1.0) as progress:
+        # Every step synchronises with the device (the NaN check below), so the time spent in
+        # next() is time the device had nothing to do for want of data.
+        asked = time.perf_counter()
         for images, joints_3d, keypoints_2d, keypoints_crop in progress:
+            waited += time.perf_counter() - asked
             with autocast_context(amp, device):
                 pred = model(images, keypoints_2d, keypoints_crop)
             loss = mpjpe(pred.float(), joints_3d)
@@ -62,6 +68,7 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
             # waiting in DistributedDataParallel's gradient all-reduce.
             if dist.any_rank(torch.isnan(loss)):
                 skipped += 1
+                asked = time.perf_counter()
                 continue
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -85,9 +92,13 @@ def train_one_epoch(model, optimizer, loader, preparer, epoch, *, grad_clip=0.0,
                 if writer is not None:
                     writer.add_scalar('train/loss_iter', loss_mm, global_step)
                     writer.add_scalar('train/lr_iter', optimizer.param_groups[0]['lr'], global_step)
-    total_loss, total_samples, total_skipped = dist.all_reduce_sum([loss_sum.item(), samples, skipped], device)
+            asked = time.perf_counter()
+    seconds = time.time() - start
+    total_loss, total_samples, total_skipped, wait_fractions = dist.all_reduce_sum(
+        [loss_sum.item(), samples, skipped, waited / max(seconds, 1e-9)], device)
     return {'loss': total_loss / total_samples if total_samples else math.nan, 'samples': int(total_samples),
-            'skipped': int(total_skipped), 'seconds': time.time() - start, 'global_step': global_step}
+            'skipped': int(total_skipped), 'seconds': seconds, 'global_step': global_step,
+            'data_wait': wait_fractions / dist.get_world_size()}
 
 
 @torch.no_grad()

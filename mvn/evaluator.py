@@ -20,20 +20,23 @@ class Evaluator:
         self.amp = amp
         self.n_pictures = n_pictures
 
-    def __call__(self, model, epoch, json_name, **record):
+    def __call__(self, model, epoch, json_name, scalar_prefix='val', **record):
         """The EvaluationReport of ``model`` after ``epoch`` epochs on rank 0 (None elsewhere),
-        once plotted at step ``epoch``, drawn, and saved as ``json_name`` ({'epoch', 'labels',
-        **record, **report.to_json()})."""
+        once plotted at step ``epoch`` (tags '<scalar_prefix>/...'; skeleton pictures under
+        'val/poses' for the prefix 'val' only), and saved as ``json_name`` ({'epoch', 'labels',
+        'frames', 'retain_every_n_frames', **record, **report.to_json()})."""
         report, predictions = engine.evaluate(model, self.loader, self.preparer, self.dataset,
                                               flip_test=self.flip_test, amp=self.amp)
         if report is None:
             return None
-        self.monitor.scalars(report.scalars(), epoch)
-        if self.monitor.writer and self.n_pictures > 0:
+        self.monitor.scalars(report.scalars(scalar_prefix), epoch)
+        if self.monitor.writer and self.n_pictures > 0 and scalar_prefix == 'val':
             self.monitor.images('val/poses', skeleton_pictures(self.dataset, predictions, self.n_pictures), epoch)
         # Last: once the JSON file is there, the evaluation is recorded everywhere.
-        self.monitor.save_json(json_name, {'epoch': epoch, 'labels': self.dataset.labels_path, **record,
-                                           **report.to_json()})
+        self.monitor.save_json(json_name, {'epoch': epoch, 'labels': self.dataset.labels_path,
+                                           'frames': self.dataset.file_size,
+                                           'retain_every_n_frames': self.dataset.retain_every_n_frames,
+                                           **record, **report.to_json()})
         return report
 
 

@@ -2,7 +2,9 @@
 
 AdamW on the head; the learning rate is multiplied by ``train.volume_net_lr_decay`` after every
 epoch; every epoch ends with a full evaluation, and the best checkpoint (the report's score,
-strictly lower) is kept in the official format. Every epoch's trained state is saved (last.pth)
+strictly lower) is kept in the official format; with a thinned per-epoch evaluation
+(``val.retain_every_n_frames``), the best checkpoint is evaluated once more on every frame at the
+end. Every epoch's trained state is saved (last.pth)
 before it is evaluated, so a stop at any moment after an epoch's training loses at most that
 evaluation, which a resumed run then does first. Every epoch reseeds its randomness from
 (seed, rank, epoch), so a resumed run ends with the weights of an uninterrupted one.
@@ -26,13 +28,27 @@ def seed_epoch(seed, rank, epoch):
     return value
 
 
+def reseed_loader(loader, epoch, epoch_seed):
+    """Makes the epoch's batch order a function of (seed, rank, epoch) alone: DistributedSampler
+    by its epoch, a shuffling sampler by its own generator. (Not the loader's generator: with
+    persistent workers the loader draws from it only when its workers start, so a resumed run
+    would shuffle differently from an uninterrupted one.)"""
+    if hasattr(loader.sampler, 'set_epoch'):
+        loader.sampler.set_epoch(epoch)
+    elif getattr(loader.sampler, 'generator', None) is not None:
+        loader.sampler.generator.manual_seed(epoch_seed)
+
+
 class Trainer:
     """Trains ``model``'s head for ``cfg.train``; ``evaluate(model, epoch)`` returns the
-    evaluation report on rank 0 (None elsewhere); ``config_yaml`` goes into every last.pth."""
+    evaluation report on rank 0 (None elsewhere); ``config_yaml`` goes into every last.pth.
+    ``final_evaluate(model, epoch, checkpoint=path)``, if given, evaluates the best checkpoint's
+    weights (loaded into ``model``) once training is done, likewise returning the report."""
 
-    def __init__(self, model, cfg, device, *, seed, monitor, evaluate, config_yaml):
+    def __init__(self, model, cfg, device, *, seed, monitor, evaluate, config_yaml, final_evaluate=None):
         self.model, self.cfg, self.device, self.seed = model, cfg, device, seed
         self.monitor, self.evaluate, self.config_yaml = monitor, evaluate, config_yaml
+        self.final_evaluate = final_evaluate
         head = [p for p in model.volume_net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW([{'params': head, 'lr': cfg.train.volume_net_lr}],
                                            weight_decay=cfg.train.weight_decay)
@@ -79,14 +95,13 @@ class Trainer:
             best = (self.last_report.describe_score(self.best_score) if self.last_report is not None
                     else 'score %.1f' % self.best_score)
             self.monitor.info('done; best %s' % best)
+        if self.final_evaluate is not None:
+            self.evaluate_best()
 
     def train_epoch(self, ddp_model, loader, preparer):
         epoch_seed = seed_epoch(self.seed, dist.get_rank(), self.epoch)
         preparer.generator.manual_seed(epoch_seed)
-        if hasattr(loader.sampler, 'set_epoch'):
-            loader.sampler.set_epoch(self.epoch)
-        else:
-            loader.generator.manual_seed(epoch_seed)
+        reseed_loader(loader, self.epoch, epoch_seed)
         for group in self.optimizer.param_groups:
             group['lr'] = self.lr
         train = self.cfg.train
@@ -95,7 +110,7 @@ class Trainer:
                                        scaler=self.scaler, writer=self.monitor.writer,
                                        global_step=self.epoch * len(loader))
         return {'lr': self.lr, 'loss': stats['loss'], 'samples': stats['samples'], 'skipped': stats['skipped'],
-                'seconds': stats['seconds']}
+                'seconds': stats['seconds'], 'data_wait': stats['data_wait']}
 
     def finish_epoch(self):
         """Evaluates the epoch just trained, records it (rank 0), keeps the best checkpoint."""
@@ -113,15 +128,37 @@ class Trainer:
         self.save_last()
         dist.barrier()
 
+    def evaluate_best(self):
+        """Loads the best checkpoint (read on rank 0, sent to every rank) into the model and runs
+        ``final_evaluate`` on it; nothing if no epoch was evaluated."""
+        best = None
+        if dist.is_main_process() and math.isfinite(self.best_score):
+            path = self.monitor.path('checkpoints', ckpt.BEST_NAME)
+            saved = ckpt.read_weights(path, 'best checkpoint')
+            best = {'path': path, 'epoch': saved['epoch'], 'model': saved['model']}
+        best = dist.broadcast_object(best)
+        if best is None:
+            return
+        prefix = len(ckpt.DDP_PREFIX)
+        self.model.load_state_dict({k[prefix:]: v for k, v in best['model'].items()})
+        report = self.final_evaluate(self.model, best['epoch'], checkpoint=best['path'])
+        if report is not None:
+            self.monitor.info('[Best epoch %d, every frame] %s' % (best['epoch'], report.epoch_text()))
+        dist.barrier()
+
     def record(self, report, stats, seconds):
         monitor = self.monitor
-        monitor.info('[Epoch %d] time: %.2fm | lr: %.6f | train-loss: %.3f | %s'
-                     % (self.epoch, seconds / 60, stats['lr'], 1000 * stats['loss'], report.epoch_text()))
+        data_wait = stats.get('data_wait')         # absent from a last.pth of an older version
+        monitor.info('[Epoch %d] time: %.2fm | lr: %.6f | train-loss: %.3f | %s%s'
+                     % (self.epoch, seconds / 60, stats['lr'], 1000 * stats['loss'], report.epoch_text(),
+                        '' if data_wait is None else ' | data-wait: %.0f%%' % (100 * data_wait)))
         if stats['skipped']:
             monitor.warning('%d step(s) skipped for a NaN loss' % stats['skipped'])
         monitor.scalars({'train/loss_epoch': 1000 * stats['loss'], 'time/epoch_s': seconds,
                          'time/train_samples_per_s': stats['samples'] / max(stats['seconds'], 1e-9),
                          'train/lr_epoch': stats['lr']}, self.epoch)
+        if data_wait is not None:
+            monitor.scalars({'time/data_wait_fraction': data_wait}, self.epoch)
 
     def save_last(self):
         if dist.is_main_process():

@@ -47,6 +47,22 @@ def keypoint_keys(source):
     return 'joints_2d_' + name, 'joints_2d_%s_crop' % name
 
 
+class EveryNthFrame:
+    """Frames 0, n, 2n, ... of a label table, read like the table (``t['joints_3d']`` is an
+    (ceil(N / n), 17, 3) array): strided views of its columns, no copies. The official
+    ``retain_every_n_frames_in_test``: its test-set indices ``[::n]``, kept before sharding."""
+
+    def __init__(self, table, every_n):
+        self.table = table
+        self.every_n = every_n
+
+    def __getitem__(self, name):
+        return self.table[name][::self.every_n]
+
+    def __len__(self):
+        return -(-len(self.table) // self.every_n)
+
+
 class PoseDataset(Dataset):
     """Frames of ``labels_path`` with their crops.
 
@@ -54,7 +70,9 @@ class PoseDataset(Dataset):
     normalised screen coordinates, keypoints_2d_crop (J, 2) crop pixels), dtypes as in the
     labels; the 2D keypoints come from ``keypoints_2d`` (see ``keypoint_keys``). With ``rank``
     and ``world_size`` the dataset holds only that rank's contiguous shard of the file, while
-    ``labels``, ``frame(j)`` and ``evaluate`` always cover the whole file.
+    ``labels``, ``frame(j)`` and ``evaluate`` always cover the whole file. With
+    ``retain_every_n_frames`` n > 1 the file is thinned first: the dataset is frames 0, n, 2n, ...
+    of the file (``labels``, ``file_size``, shards and evaluation all of those frames only).
     """
 
     skeleton = None
@@ -63,13 +81,18 @@ class PoseDataset(Dataset):
     make_synthetic = None       # f(root, train_labels_path, val_labels_path, *, progress, **dataset.synthetic)
 
     def __init__(self, root, labels_path, image_shape=(192, 256), keypoints_2d='cpn', rank=None, world_size=None,
-                 progress=True):
+                 progress=True, retain_every_n_frames=1):
         self.root = root
         self.labels_path = labels_path
         self.image_shape = tuple(image_shape)
         self.keypoints_2d = keypoints_2d
         self.keypoints_key, self.crop_keypoints_key = keypoint_keys(keypoints_2d)
         self.labels = load_labels(labels_path, self.fields(keypoints_2d), self.integer_label_fields, progress=progress)
+        if not (isinstance(retain_every_n_frames, int) and retain_every_n_frames >= 1):
+            raise ConfigError('retain_every_n_frames must be a positive integer, got %r' % (retain_every_n_frames,))
+        self.retain_every_n_frames = retain_every_n_frames
+        if retain_every_n_frames > 1:
+            self.labels = EveryNthFrame(self.labels, retain_every_n_frames)
         self.file_size = len(self.labels)
         if rank is not None and world_size is not None:
             self.start, self.end, self.dist_size = shard_range(self.file_size, rank, world_size)

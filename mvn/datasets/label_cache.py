@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from mvn.utils.io import file_lock
+from mvn.utils.io import disk_full_error, file_lock, is_disk_full
 
 CACHE_VERSION = 1
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def read_label_pickle(path):
 def columns_from_labels(labels, source, fields, integer_fields=()):
     """``fields`` ({name: per-frame shape}) of a list of label dicts as arrays {name: (N, *shape)},
     values bit for bit (a field whose entries differ in dtype gets their common type, which holds
-    them exactly); ``integer_fields`` are stored as int32, checked to fit."""
+    them exactly); ``integer_fields`` are stored as int32, checked to fit. NaN or inf is a
+    LabelError naming the first entry and key that hold one (checked here, once per cache build)."""
     for i, entry in enumerate(labels):
         if not isinstance(entry, dict):
             raise LabelError('%s: entry %d is a %s, expected a dict' % (source, i, type(entry).__name__))
@@ -84,6 +85,7 @@ def columns_from_labels(labels, source, fields, integer_fields=()):
             i = next(i for i, v in enumerate(values) if np.shape(v) != shape)
             raise LabelError("%s: entry %d key '%s' has shape %s, expected %s"
                              % (source, i, name, np.shape(values[i]), shape))
+        _check_finite(column, source, name)
         if name in integer_fields:
             as_int32 = column.astype(np.int32)
             if not np.array_equal(as_int32, column):
@@ -91,6 +93,20 @@ def columns_from_labels(labels, source, fields, integer_fields=()):
             column = as_int32
         columns[name] = column
     return columns
+
+
+def _check_finite(column, source, name):
+    """NaN or inf in a label would surface much later (say an SVD that does not converge after a
+    whole training epoch, or a crop around a NaN centre): name the first such entry now."""
+    if column.dtype.kind not in 'fc':
+        return
+    bad = ~np.isfinite(column.reshape(len(column), -1)).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        value = np.asarray(column[i]).ravel()
+        value = value[~np.isfinite(value)][0]
+        raise LabelError("%s: entry %d key '%s' holds %s (%d entries hold NaN or inf); labels must be finite"
+                         % (source, i, name, value, int(bad.sum())))
 
 
 class LabelTable:
@@ -176,6 +192,11 @@ def _write_cache(cache_dir, columns, fingerprint):
             # Where the file system has no locks, another process may have put its cache there.
             if not _cache_is_valid(cache_dir, fingerprint):
                 raise
+    except OSError as e:
+        if is_disk_full(e):
+            shutil.rmtree(tmp, ignore_errors=True)      # first, so that the message counts its space as free
+            raise disk_full_error(cache_dir) from None
+        raise
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -73,6 +73,9 @@ DEFAULTS = {
         'batch_size': 512,
         'flip_test': True,
         'num_workers': 14,
+        # > 1: every epoch evaluates frames 0, n, 2n, ... of the file only (the official
+        # retain_every_n_frames_in_test); --eval and the best checkpoint's final evaluation use all.
+        'retain_every_n_frames': 1,
     },
     'vis_n_elements': 4,                    # skeletons drawn to TensorBoard per epoch
 }
@@ -112,6 +115,7 @@ LIMITS = {
     'train.n_epochs': 'at least 0', 'train.num_workers': 'at least 0', 'val.num_workers': 'at least 0',
     'train.weight_decay': 'at least 0', 'loss.grad_clip': 'at least 0', 'vis_n_elements': 'at least 0',
     'train.batch_size': 'positive', 'val.batch_size': 'positive', 'train.volume_net_lr': 'positive',
+    'val.retain_every_n_frames': 'positive',
 }
 CHOICES = {
     'loss.criterion': ('MPJPE',),

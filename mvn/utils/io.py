@@ -1,13 +1,59 @@
-"""Atomic file writes (a reader sees the old file or the complete new one, never a partial one)
-and file locks (processes that prepare the same files take turns)."""
+"""Atomic file writes (a reader sees the old file or the complete new one, never a partial one),
+a clear error when the disk is full, and file locks (processes that prepare the same files take
+turns)."""
 import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import tempfile
 import threading
 import warnings
+
+
+class DiskFullError(OSError):
+    """A write that found no space left (ENOSPC, or EDQUOT: a quota); the message names the file
+    and the space left."""
+
+
+def is_disk_full(error):
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _megabytes(n):
+    return '%.1f MB' % (n / 1e6)
+
+
+def disk_full_error(path):
+    """The DiskFullError of a failed write of ``path``, with the space left on its file system."""
+    try:
+        free = _megabytes(shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or '.').free)
+    except OSError:
+        free = 'unknown'
+    error = DiskFullError('no space left on the device writing %s (free there: %s); an earlier version of the file is unchanged'
+                          % (path, free))
+    error.errno = errno.ENOSPC
+    return error
+
+
+class _WriteErrors:
+    """A file that remembers the OSError of a failed write: torch.save's zip writer swallows it
+    and raises an unrelated RuntimeError ('unexpected pos ...') instead."""
+
+    def __init__(self, file):
+        self._file = file
+        self.error = None
+
+    def write(self, data):
+        try:
+            return self._file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
 
 
 def _umask():
@@ -50,17 +96,26 @@ def atomic_open(path, mode='wb'):
 def _atomic_open(path, mode):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
-        with os.fdopen(fd, mode) as f:
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(path) from None
+        raise
+    f = None
+    try:
+        with os.fdopen(fd, mode) as raw:
+            f = _WriteErrors(raw)
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            raw.flush()
+            os.fsync(raw.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if is_disk_full(e) or is_disk_full(getattr(f, 'error', None)):
+            raise disk_full_error(path) from None
         raise
 
 
