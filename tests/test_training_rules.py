@@ -1,6 +1,7 @@
 """Rules of the training loop against values worked out by hand (in-process, tiny models): the
 best-checkpoint rule, AdamW's decoupled weight decay, the per-epoch seeds, the sample weighting
 of the reported loss, and what a Ctrl-C during a checkpoint write leaves behind."""
+import collections
 import os
 import signal
 import types
@@ -52,6 +53,11 @@ def make_trainer(tmp_path, evaluate=None, lr=0.01, weight_decay=0.1, seed=0):
                    evaluate=evaluate or (lambda model, epoch: None), config_yaml='')
 
 
+def epoch_stats():
+    """What engine.train_one_epoch returns, for a stand-in: any other figure reads as 0."""
+    return collections.defaultdict(float, loss=0.0, samples=1, skipped=0, seconds=0.0, global_step=0)
+
+
 def report_with_p1(p1_mm):
     return ActionReport({'Directions': {'MPJPE': p1_mm / 1000, 'P_MPJPE': 0.0, 'MPJVE': 0.0, 'frame_count': 1}})
 
@@ -69,7 +75,8 @@ def test_the_best_checkpoint_is_replaced_only_by_a_strictly_lower_p1_rounded_to_
     trainer = make_trainer(tmp_path, evaluate=lambda model, epoch: report_with_p1(p1[epoch - 1]))
     for epoch in range(1, len(p1) + 1):
         trainer.epoch = epoch
-        trainer.pending = {'lr': 0.001, 'loss': 0.1, 'samples': 1, 'skipped': 0, 'seconds': 1.0}
+        trainer.pending = epoch_stats()
+        trainer.pending.update(lr=0.001, loss=0.1, seconds=1.0)
         trainer.finish_epoch()
     assert saved == [('best_epoch.bin', 1), ('best_epoch.bin', 4)]
     assert trainer.best_score == 49.9
@@ -110,7 +117,7 @@ def test_each_epoch_trains_at_the_rate_decayed_once_per_epoch_before_it(tmp_path
 
     def one_epoch(model, optimizer, *args, **kwargs):
         rates.append(optimizer.param_groups[0]['lr'])
-        return {'loss': 0.0, 'samples': 1, 'skipped': 0, 'seconds': 0.0, 'global_step': 0}
+        return epoch_stats()
     monkeypatch.setattr(training.engine, 'train_one_epoch', one_epoch)
     monkeypatch.setattr(training.ckpt, 'save_last', lambda *a, **k: None)
     trainer = make_trainer(tmp_path, lr=0.01)
@@ -139,7 +146,7 @@ def draws_of_epoch(tmp_path, monkeypatch, epoch, rank=0, seed=0):
         seen['numpy'] = np.random.rand(3).tolist()
         seen['flips'] = torch.rand(3, generator=preparer.generator).tolist()
         seen['order'] = next(iter(loader))[0].tolist()
-        return {'loss': 0.0, 'samples': 1, 'skipped': 0, 'seconds': 0.0, 'global_step': 0}
+        return epoch_stats()
 
     monkeypatch.setattr(training.engine, 'train_one_epoch', one_epoch)
     trainer.train_epoch(trainer.model, loader, preparer)

@@ -151,6 +151,7 @@ MUTANTS = [
     m(TRAIN, 'rank * 10_007 + epoch)', 'epoch)', TRAINING, 'seed ignores the rank'),
     m(TRAIN, '        preparer.generator.manual_seed(epoch_seed)\n', '', TRAINING, 'flips not reseeded'),
     m(TRAIN, 'self.lr *= self.cfg.train.volume_net_lr_decay', 'self.lr *= 1.0', TRAINING, 'no lr decay'),
+    m(TRAIN, 'loader.sampler.generator.manual_seed(epoch_seed)', 'pass', TRAINING, 'shuffle not reseeded'),
     m(ENGINE, 'loss_sum += loss.detach().double() * joints_3d.shape[0]', 'loss_sum += loss.detach().double()', TRAINING,
       'loss averaged over batches'),
     m(ENGINE, 'samples += joints_3d.shape[0]', 'samples += 1', TRAINING, 'samples counted as batches'),
