@@ -169,10 +169,10 @@ def test_two_process_training_then_resumed_on_two_nodes(processed_data, tmp_path
         assert torch.equal(value, last['model'][key]), key
 
 
-def test_resume_continues_exactly(processed_data, tmp_path):
+def test_resume_continues_exactly(trained, processed_data, tmp_path):
+    # The uninterrupted reference is the shared plain run: the same config, two epochs.
     config = write_config(tmp_path / 'tiny.yaml', processed_data)
-    straight = train('--config', config, '--logdir', str(tmp_path / 'straight'), '--epochs', '2')
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert load_config(config) == load_config(trained['config'])
     first = train('--config', config, '--logdir', str(tmp_path / 'resumed'), '--epochs', '1')
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = train('--config', config, '--logdir', str(tmp_path / 'resumed'), '--epochs', '2', '--resume', 'auto')
@@ -180,7 +180,7 @@ def test_resume_continues_exactly(processed_data, tmp_path):
     assert 'resumed from' in resumed.stdout and '[Epoch 1]' not in resumed.stdout and '[Epoch 2]' in resumed.stdout
     assert len(run_dirs(tmp_path / 'resumed')) == 1                     # the same run directory continues
 
-    (a,) = glob.glob(str(tmp_path / 'straight' / '*' / 'checkpoints' / 'last.pth'))
+    a = os.path.join(trained['run_dir'], 'checkpoints', 'last.pth')
     (b,) = glob.glob(str(tmp_path / 'resumed' / '*' / 'checkpoints' / 'last.pth'))
     a, b = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert (a['epoch'], a['lr'], a['best_p1']) == (b['epoch'], b['lr'], b['best_p1'])
