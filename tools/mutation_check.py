@@ -241,9 +241,11 @@ def main(argv=None):
     parser.add_argument('--target', type=float, default=90.0, help='score to reach, percent (default 90)')
     args = parser.parse_args(argv)
 
-    def on_sigterm(signum, frame):
+    def on_stop(signum, frame):
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # SIGINT too: a background job starts with it ignored, and then kill -INT would do nothing.
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     restore_leftovers()
     mutants = [mu for mu in MUTANTS if not args.only or args.only in mu.path or args.only in mu.label]
     stale = check_mutants(mutants)
