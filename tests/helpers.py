@@ -1,5 +1,10 @@
 """Helpers shared by the tests."""
+import concurrent.futures
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 
 import yaml
 
@@ -35,10 +40,36 @@ def write_config(path, data_paths, **overrides):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on (for a process group's rendezvous)."""
+    """A TCP port that no socket of this machine holds, on any address (for a process group's
+    rendezvous): torchrun's store listens on all addresses, so a port that is only free on
+    127.0.0.1 may still be refused."""
+    with contextlib.suppress(OSError):
+        with socket.socket(socket.AF_INET6) as s:      # dual stack: free for IPv4 and IPv6 alike
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(('::', 0))
+            return str(s.getsockname()[1])
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
+        s.bind(('', 0))
         return str(s.getsockname()[1])
+
+
+def run_together(commands, cwds, env, timeout):
+    """Starts every command at once (each in its own session, in its folder) and collects them:
+    [CompletedProcess] with text stdout and stderr. Every process's pipes are read while all
+    run: a process whose output filled an unread pipe would stop, and with it every process
+    that waits for it in a collective, until the timeout. Whatever is left when one fails or
+    times out is killed, with its children."""
+    processes = [subprocess.Popen(command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+                 for command, cwd in zip(commands, cwds)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
+            outputs = [f.result() for f in [pool.submit(p.communicate, timeout=timeout) for p in processes]]
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    return [subprocess.CompletedProcess(p.args, p.returncode, *output) for p, output in zip(processes, outputs)]
 
 
 def h36m_preparer(backbone, device, crop_width=192, **kwargs):

@@ -11,7 +11,7 @@ from mvn import engine
 from mvn.datasets.batch import BatchPreparer
 from mvn.datasets.h36m_meta import SKELETON
 from mvn.models.pose_dformer import DeformableBlock
-from mvn.utils.img import crop_image
+from mvn.utils.img import crop_image, transform_points
 
 # The official Human3.6M pairs (train.py), written out: partner[j] is j's mirror joint.
 LEFT, RIGHT = [4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]
@@ -96,6 +96,13 @@ def test_the_crop_interpolates_bilinearly():
     # u = 96 -> 32.25 and u = 97 -> 32.75: 200; u = 93 -> 30.75: 0. Nearest-neighbour would give
     # 0, 0, 200, 200 ..., bicubic overshoots (< 0 clipped, > 200).
     assert row[93:98].tolist() == [0, 50, 150, 200, 200]
+
+
+def test_an_affine_map_applies_to_points_by_hand():
+    # [[1, 2, 3], [4, 5, 6]] sends (1, 10) to (1 + 20 + 3, 4 + 50 + 6); a general matrix, since a
+    # crop's own (a scale and a shift) is symmetric and would hide a transposed product
+    t = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert transform_points([[1.0, 10.0], [0.0, 0.0]], t).tolist() == [[24.0, 60.0], [3.0, 6.0]]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
 """train.py end to end on small synthetic data: one process, two processes (gloo), resume, errors."""
-import contextlib
 import glob
 import json
 import os
@@ -16,7 +15,7 @@ import torch
 from mvn.models.conpose import CA_PF
 from mvn.models.weights import load_model_checkpoint
 from mvn.utils.cfg import load_config
-from tests.helpers import free_port, write_config
+from tests.helpers import free_port, run_together, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
@@ -126,18 +125,10 @@ def two_nodes(*args, cwds, timeout=600):
     """train.py under torchrun as two nodes of one process each (static rendezvous on this
     machine, node i holds rank i), started together in the working folders ``cwds``."""
     port = free_port()
-    nodes = [subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=%d' % i,
-                               '--nproc_per_node=1', '--master_addr=127.0.0.1', '--master_port=%s' % port,
-                               os.path.join(REPO, 'train.py'), *args, '--device', 'cpu'], cwd=cwd, env=ENV,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-             for i, cwd in enumerate(cwds)]
-    try:
-        outputs = [node.communicate(timeout=timeout) for node in nodes]
-    finally:                        # a hung node must not outlive the test, nor its workers
-        for node in nodes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-    return [subprocess.CompletedProcess(node.args, node.returncode, *output) for node, output in zip(nodes, outputs)]
+    commands = [[sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=%d' % i,
+                 '--nproc_per_node=1', '--master_addr=127.0.0.1', '--master_port=%s' % port,
+                 os.path.join(REPO, 'train.py'), *args, '--device', 'cpu'] for i in range(len(cwds))]
+    return run_together(commands, cwds, ENV, timeout)
 
 
 def test_two_process_training_then_resumed_on_two_nodes(processed_data, tmp_path):
@@ -178,10 +169,10 @@ def test_two_process_training_then_resumed_on_two_nodes(processed_data, tmp_path
         assert torch.equal(value, last['model'][key]), key
 
 
-def test_resume_continues_exactly(processed_data, tmp_path):
+def test_resume_continues_exactly(trained, processed_data, tmp_path):
+    # The uninterrupted reference is the shared plain run: the same config, two epochs.
     config = write_config(tmp_path / 'tiny.yaml', processed_data)
-    straight = train('--config', config, '--logdir', str(tmp_path / 'straight'), '--epochs', '2')
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert load_config(config) == load_config(trained['config'])
     first = train('--config', config, '--logdir', str(tmp_path / 'resumed'), '--epochs', '1')
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = train('--config', config, '--logdir', str(tmp_path / 'resumed'), '--epochs', '2', '--resume', 'auto')
@@ -189,7 +180,7 @@ def test_resume_continues_exactly(processed_data, tmp_path):
     assert 'resumed from' in resumed.stdout and '[Epoch 1]' not in resumed.stdout and '[Epoch 2]' in resumed.stdout
     assert len(run_dirs(tmp_path / 'resumed')) == 1                     # the same run directory continues
 
-    (a,) = glob.glob(str(tmp_path / 'straight' / '*' / 'checkpoints' / 'last.pth'))
+    a = os.path.join(trained['run_dir'], 'checkpoints', 'last.pth')
     (b,) = glob.glob(str(tmp_path / 'resumed' / '*' / 'checkpoints' / 'last.pth'))
     a, b = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert (a['epoch'], a['lr'], a['best_p1']) == (b['epoch'], b['lr'], b['best_p1'])
