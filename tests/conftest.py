@@ -45,3 +45,13 @@ def raw_data(tmp_path_factory):
     generate_raw(str(base), subjects=(1, 9), actions=(2, 12), subactions=(1, 2), cameras=(1, 2), frames=4,
                  progress=False)
     return base
+
+
+@pytest.fixture
+def one_thread():
+    """In-process runs use one thread, as the subprocesses (OMP_NUM_THREADS=1): float sums are
+    only bit-identical for the same thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

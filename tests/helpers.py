@@ -76,3 +76,9 @@ def h36m_preparer(backbone, device, crop_width=192, **kwargs):
     """BatchPreparer of Human3.6M batches for ``backbone`` (as train.py builds it)."""
     return BatchPreparer(device, normalize=input_normalization(backbone), skeleton=SKELETON, crop_width=crop_width,
                          **kwargs)
+
+
+def run_main(*argv):
+    """train.py's main() in this process, on the CPU."""
+    import train
+    train.main(train.parse_args([*argv, '--device', 'cpu']))

@@ -14,19 +14,7 @@ import train
 from mvn.datasets.human36m import Human36MSingleViewDataset
 from mvn.evaluator import Evaluator
 from mvn.utils.cfg import ConfigError, load_config
-from tests.helpers import write_config
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_main(*argv):
-    train.main(train.parse_args([*argv, '--device', 'cpu']))
+from tests.helpers import run_main, write_config
 
 
 def read_json(path):

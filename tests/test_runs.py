@@ -16,7 +16,7 @@ from mvn import engine
 from mvn.datasets.label_cache import LabelError
 from mvn.models.weights import WeightsError
 from mvn.utils.cfg import ConfigError
-from tests.helpers import write_config
+from tests.helpers import run_main, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
@@ -56,20 +56,6 @@ elif moment == 'sigterm while saving the best':   # SIGTERM arrives inside the b
     checkpoint.save_best = best
 train.cli(sys.argv[2:])
 ''' % REPO
-
-
-@pytest.fixture
-def one_thread():
-    """In-process runs use one thread, as the subprocesses (OMP_NUM_THREADS=1): float sums are
-    only bit-identical for the same thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_main(*argv):
-    train.main(train.parse_args([*argv, '--device', 'cpu']))
 
 
 def run_dirs(logdir):

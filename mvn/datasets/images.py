@@ -5,6 +5,8 @@ import functools
 import cv2
 import numpy as np
 
+from mvn.utils.img import is_truncated_jpeg
+
 
 class DataError(ValueError):
     """An image or label that cannot be read; the message names the file."""
@@ -36,8 +38,7 @@ def read_image(path):
     except OSError as e:
         raise DataError('cannot read image %s: %s' % (path, e.strerror)) from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    # OpenCV decodes a truncated JPEG with a grey bottom and only a warning; refuse it instead.
-    truncated = data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8 and b'\xff\xd9' not in data[-64:].tobytes()
+    truncated = is_truncated_jpeg(data)
     if image is None or truncated:
         raise DataError('corrupt or unreadable image: %s' % path)
     return image

@@ -12,6 +12,7 @@ import os
 import cv2
 import numpy as np
 
+from mvn.utils.img import is_truncated_jpeg
 from mvn.utils.io import atomic_open
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.jp2', '.pgm', '.ppm')
@@ -48,7 +49,7 @@ def read_image(path):
         raise InputError('cannot read image %s: %s' % (path, e.strerror)) from None
     # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16 bits.
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
-    truncated = data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8 and b'\xff\xd9' not in data[-64:].tobytes()
+    truncated = is_truncated_jpeg(data)
     if image is None or truncated:
         raise InputError('corrupt or unreadable image: %s' % path)
     raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

@@ -46,3 +46,9 @@ def transform_points(points, transform):
     """Applies a 2x3 affine matrix to (..., 2) points; returns float64."""
     points = np.asarray(points, dtype=np.float64)
     return points @ transform[:, :2].T + transform[:, 2]
+
+
+def is_truncated_jpeg(data):
+    """True for a JPEG byte array (uint8) without its end marker near the end: OpenCV decodes such a
+    file with a grey bottom and only a warning, so the readers refuse it instead."""
+    return data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8 and b'\xff\xd9' not in data[-64:].tobytes()
