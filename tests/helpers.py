@@ -58,17 +58,27 @@ def run_together(commands, cwds, env, timeout):
     [CompletedProcess] with text stdout and stderr. Every process's pipes are read while all
     run: a process whose output filled an unread pipe would stop, and with it every process
     that waits for it in a collective, until the timeout. Whatever is left when one fails or
-    times out is killed, with its children."""
+    times out is killed, with its children; a timeout fails the test with the end of what each
+    process printed, so a hang can be told apart from a crash."""
     processes = [subprocess.Popen(command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, start_new_session=True)
                  for command, cwd in zip(commands, cwds)]
+    timed_out = False
     try:
         with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
-            outputs = [f.result() for f in [pool.submit(p.communicate, timeout=timeout) for p in processes]]
+            futures = [pool.submit(p.communicate, timeout=timeout) for p in processes]
+            concurrent.futures.wait(futures)
+            timed_out = any(isinstance(f.exception(), subprocess.TimeoutExpired) for f in futures)
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+    if timed_out:               # the pipes close with the killed processes: read what is left
+        outputs = [p.communicate() for p in processes]
+        raise AssertionError('timed out after %d s; what each process printed last:\n%s' % (timeout, '\n'.join(
+            '--- process %d (exit %s):\n%s\n%s' % (i, p.returncode, out[-2000:], err[-2000:])
+            for i, (p, (out, err)) in enumerate(zip(processes, outputs)))))
+    outputs = [f.result() for f in futures]
     return [subprocess.CompletedProcess(p.args, p.returncode, *output) for p, output in zip(processes, outputs)]
 
 
