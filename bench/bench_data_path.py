@@ -9,8 +9,11 @@ Paths, each measured in a fresh process (heap settings are per process):
 
 * official: what the official dataset does per item (``cv2.imread`` of the whole frame, the
   crop's ``warpAffine``, labels from a list of dicts), with glibc's default heap settings;
-* today: ``Human36MSingleViewDataset`` decoding frames (full decode + warp, tuned heap);
-* fast exact decode: not built (see the README);
+* full decode: ``Human36MSingleViewDataset`` decoding whole frames (full decode + warp, tuned heap;
+  the dataset's path when the partial decoder is not built);
+* exact region decode: the same dataset decoding only the rows and columns the crop reads
+  (mvn/datasets/jpeg_region.c, libjpeg-turbo; crops bit-identical to the full decode; the default
+  once built with ``python setup.py build_ext --inplace``);
 * cache-zstd, cache-jpeg95: the same dataset reading a crop cache of each codec.
 
     python bench/bench_data_path.py                  # items/s, 1 core and --workers, per-batch waits
@@ -37,7 +40,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-PATHS = ('official', 'today', 'cache-zstd', 'cache-jpeg95')
+PATHS = ('official', 'full decode', 'exact region decode', 'cache-zstd', 'cache-jpeg95')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,6 +105,9 @@ class OfficialLike:
 def child_dataset(job):
     if job['path'] == 'official':
         return OfficialLike(job['root'], job['labels'])
+    from mvn.datasets import images
+    if job['path'] == 'exact region decode' and not images.region_decoding_available():
+        raise SystemExit('the partial decoder is not built: python setup.py build_ext --inplace')
     from mvn.datasets.human36m import Human36MSingleViewDataset
     return Human36MSingleViewDataset(job['root'], job['labels'], progress=False, crop_cache=job.get('cache'))
 
@@ -136,8 +142,9 @@ def child(job):
 
 
 def measure(job):
+    env = dict(os.environ, OMP_NUM_THREADS='1', CAPF_WHOLE_FRAME_DECODE='1' if job['path'] == 'full decode' else '0')
     result = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', json.dumps(job)],
-                            capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            capture_output=True, text=True, cwd=REPO, env=env)
     if result.returncode != 0:
         raise SystemExit('error: measuring %s failed: %s' % (job['path'], result.stderr.strip().splitlines()[-1:]))
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -146,7 +153,7 @@ def measure(job):
 # ---------------------------------------------------------------------------------------------
 # end to end
 
-def train_run(workdir, data, name, crop_cache, epochs, extra=()):
+def train_run(workdir, data, name, crop_cache, epochs, extra=(), whole_frames=False):
     """samples/s and data-wait of train.py on the synthetic config over ``data``; the run dir."""
     import yaml
     with open(os.path.join(REPO, 'experiments', 'synthetic', 'synthetic.yaml')) as f:
@@ -160,7 +167,8 @@ def train_run(workdir, data, name, crop_cache, epochs, extra=()):
     logdir = os.path.join(workdir, 'logs_' + name)
     shutil.rmtree(logdir, ignore_errors=True)
     result = subprocess.run([sys.executable, 'train.py', '--config', config, '--logdir', logdir, '--device', 'cpu',
-                             *extra], capture_output=True, text=True, cwd=REPO)
+                             *extra], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, CAPF_WHOLE_FRAME_DECODE='1' if whole_frames else '0'))
     if result.returncode != 0:
         raise SystemExit('error: train.py (%s) failed: %s' % (name, result.stderr.strip().splitlines()[-1:]))
     (run_dir,) = glob.glob(os.path.join(logdir, '*@*'))
@@ -188,22 +196,23 @@ def evaluate_p1(config, checkpoint, workdir, name):
 
 
 def end_to_end(args, data):
-    """Training samples/s of the synthetic config, frames vs the exact cache; optionally P1 with
-    the exact and the lossy cache."""
+    """Training samples/s of the synthetic config: frames decoded whole, frames decoded in part,
+    the exact cache; optionally P1 with the exact and the lossy cache."""
     from mvn.datasets.crop_cache import build_crop_cache, default_path
     from mvn.datasets.human36m import Human36MSingleViewDataset
     # P1 needs a trained model: the synthetic config's own epochs; speed needs only a couple.
     epochs = 1 if args.quick else (None if args.lossy_p1 else 2)
     print('\nend to end: train.py on the synthetic config (hrnet_tiny, CPU), %s epoch(s)'
           % (epochs or "the config's"))
-    config, plain_dir = train_run(args.workdir, data, 'frames', '', epochs)
+    _, whole_dir = train_run(args.workdir, data, 'whole_frames', '', epochs, whole_frames=True)
+    _, region_dir = train_run(args.workdir, data, 'frames', '', epochs)
     for split in ('train', 'val'):
         dataset = Human36MSingleViewDataset(data['root'], data[split], progress=False)
         path = default_path(data[split])
         if not os.path.exists(path):
             build_crop_cache(dataset, path, workers=args.workers[-1], progress=False)
     cached_config, cached_dir = train_run(args.workdir, data, 'cache', 'auto', epochs)
-    rows = [('frames (today)', plain_dir), ('crop cache (zstd)', cached_dir)]
+    rows = [('full decode', whole_dir), ('exact region decode', region_dir), ('crop cache (zstd)', cached_dir)]
     print('%-22s %12s %10s' % ('', 'samples/s', 'data-wait'))
     for name, run_dir in rows:
         print('%-22s %12.1f %9.0f%%' % (name, tensorboard_mean(run_dir, 'time/train_samples_per_s'),
@@ -273,7 +282,8 @@ def main():
         print('crop cache %-6s: %.1f MB per 1,000 frames, built at %.0f frames/s with %d workers'
               % (codec, per_1000 / 1e6, rate, args.workers[-1]))
 
-    sources = {'official': None, 'today': None, 'cache-zstd': caches['zstd'][0], 'cache-jpeg95': caches['jpeg95'][0]}
+    sources = {'official': None, 'full decode': None, 'exact region decode': None, 'cache-zstd': caches['zstd'][0],
+               'cache-jpeg95': caches['jpeg95'][0]}
     results = {}
     for path, cache in sources.items():
         job = {'path': path, 'root': data['root'], 'labels': data['val'], 'cache': cache, 'items': args.items,
@@ -284,10 +294,7 @@ def main():
     header = '%-22s %12s' % ('items/s', '1 core') + ''.join('%12s' % ('%d workers' % n) for n in args.workers) \
         + '%14s' % 'vs official'
     print('\n' + header)
-    for path in ('official', 'today', 'fast exact decode', 'cache-zstd', 'cache-jpeg95'):
-        if path not in results:
-            print('%-22s %12s' % (path, 'not built'))
-            continue
+    for path in PATHS:
         row = results[path]
         print('%-22s %12.0f' % (path, row[0]) + ''.join('%12.0f' % row[n] for n in args.workers)
               + '%13.1fx' % (row[0] / results['official'][0]))
@@ -296,12 +303,12 @@ def main():
     # Default: the consumer is twice as fast as the official loader delivers batches (loader-bound).
     step_ms = args.step_ms if args.step_ms is not None else 0.5 * args.batch / results['official'][n] * 1000
     print('\nper-batch waits (ms) with %d workers, batch %d, a %.0f ms step per batch:' % (n, args.batch, step_ms))
-    for path in ('official', 'today', 'cache-zstd'):
+    for path in ('official', 'full decode', 'exact region decode', 'cache-zstd'):
         job = {'path': path, 'root': data['root'], 'labels': data['val'], 'cache': sources[path],
                'items': args.items, 'batch': args.batch, 'step_ms': step_ms, 'workers': n}
         waits = measure(job)['waits_ms']
         shown = ' '.join('%.0f' % w for w in waits[:3 * n + 1])
-        print('%-12s %s%s\n%12s share of the waiting on batches %d, %d, %d, ...: %.0f%%, total wait %.2f s'
+        print('%-20s %s%s\n%20s share of the waiting on batches %d, %d, %d, ...: %.0f%%, total wait %.2f s'
               % (path, shown, ' ...' if len(waits) > 3 * n + 1 else '', '', n, 2 * n, 3 * n,
                  100 * stall_share(waits, n), sum(waits) / 1000))
     if args.end_to_end or args.lossy_p1:

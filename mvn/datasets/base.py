@@ -26,10 +26,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mvn.datasets import crop_cache as crops
-from mvn.datasets.images import DataError, read_image
+from mvn.datasets.images import DataError, decoding_description, read_crop
 from mvn.datasets.label_cache import load_labels
 from mvn.utils.cfg import ConfigError
-from mvn.utils.img import crop_image
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +99,9 @@ class PoseDataset(Dataset):
             raise ConfigError('retain_every_n_frames must be a positive integer, got %r' % (retain_every_n_frames,))
         self.retain_every_n_frames = retain_every_n_frames
         self.crop_cache = crops.open_for_dataset(crop_cache, self) if crop_cache else None
-        if self.crop_cache is not None and progress:
-            logger.info('crops of %s from the crop cache %s' % (labels_path, crop_cache))
+        if progress:
+            logger.info('crops of %s from %s' % (labels_path, 'the crop cache %s' % crop_cache if self.crop_cache
+                                                 else self.crop_source()))
         if retain_every_n_frames > 1:
             self.labels = EveryNthFrame(self.labels, retain_every_n_frames)
         self.file_size = len(self.labels)
@@ -147,10 +147,13 @@ class PoseDataset(Dataset):
         return (crop, np.array(t['joints_3d'][j])[None], np.array(t[self.keypoints_key][j]),
                 np.array(t[self.crop_keypoints_key][j]))
 
+    def crop_source(self):
+        """Where ``crop`` takes its crops from, for the log."""
+        return 'the frames, %s' % decoding_description()
+
     def crop(self, j):
         """The network input of frame ``j``: its box (center, scale) warped to ``image_shape``."""
-        image = read_image(self.image_path(j))
-        return crop_image(image, self.labels['center'][j], self.labels['scale'][j], self.image_shape)
+        return read_crop(self.image_path(j), self.labels['center'][j], self.labels['scale'][j], self.image_shape)
 
     def image_path(self, j):
         raise NotImplementedError

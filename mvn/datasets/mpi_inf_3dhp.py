@@ -52,6 +52,9 @@ class MPIINF3DHPDataset(PoseDataset):
         """Frame ``j``'s crop: <root>/<the label's image>."""
         return os.path.join(self.root, str(self.labels['image'][j]))
 
+    def crop_source(self):
+        return 'the stored crops under %s' % self.root
+
     def crop(self, j):
         """The stored crop itself (the preparation cut it with the label's box)."""
         image = read_image(self.image_path(j))
