@@ -36,6 +36,7 @@ METRICS = ('tests/test_metrics.py', 'tests/test_protocol_by_hand.py',
            'tests/test_official_reference.py::test_the_evaluation_gives_the_official_table')
 CROP = ('tests/test_geometry_and_batch.py', 'tests/test_flip_test_by_hand.py', 'tests/test_published_constants.py')
 TRAINING = ('tests/test_training_rules.py', 'tests/test_engine.py', 'tests/test_protocol_by_hand.py')
+REGION = ('tests/test_jpeg_region.py',)
 
 
 class Mutant(NamedTuple):
@@ -53,6 +54,7 @@ def m(path, old, new, tests, label):
 PD, TR, CP = 'mvn/models/pose_dformer.py', 'mvn/models/transformer.py', 'mvn/models/conpose.py'
 LOSS, BATCHPY, EVAL = 'mvn/models/loss.py', 'mvn/datasets/batch.py', 'mvn/datasets/evaluation.py'
 IMG, TRAIN, ENGINE = 'mvn/utils/img.py', 'mvn/training.py', 'mvn/engine.py'
+IMAGES = 'mvn/datasets/images.py'
 
 MUTANTS = [
     # the context-aware head
@@ -141,6 +143,16 @@ MUTANTS = [
       CROP, 'points by the transposed matrix'),
     m(IMG, 'cv2.getAffineTransform(dst, src) if inverse', 'cv2.getAffineTransform(src, dst) if inverse', CROP,
       'inverse not inverted'),
+    # the crop from a partly decoded frame
+    m(IMAGES, 'REGION_MARGIN = 16', 'REGION_MARGIN = 0', REGION, 'no margin past the pixels the warp reads'),
+    m(IMAGES, 'math.floor(right) + 2 + margin', 'math.floor(right) + 1 + margin', REGION,
+      'rectangle misses the last column the warp reads'),
+    m(IMAGES, 'max(math.floor(top) - margin, 0)', 'max(math.floor(top) + 1 - margin, 0)', REGION,
+      'rectangle misses the first row the warp reads'),
+    m(IMAGES, 'corners.min(axis=0), corners.max(axis=0)', 'corners.min(axis=0), corners.mean(axis=0)', REGION,
+      'rectangle ends at the crop centre'),
+    m(IMAGES, 'if rectangle is None or _jpeg_region', 'if True or _jpeg_region', REGION,
+      'a declined file is not decoded whole'),
     # the training loop
     m(TRAIN, 'if report.score < self.best_score:', 'if report.score <= self.best_score:', TRAINING,
       'best checkpoint on an equal score'),
