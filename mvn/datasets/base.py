@@ -11,8 +11,9 @@ and writes ``image_path(j)`` (the image file of frame j of the label file) and
 ``evaluation_report(joints_gt, joints_pred)`` (its protocol over the whole file, an
 ``EvaluationReport``). It may also provide ``labels_crop_size()`` (the crop size its labels'
 crop keypoints were made for, checked against ``model.image_shape``), ``make_synthetic`` (the
-generator behind ``dataset.synthetic``), another ``crop(j)``, and ``crop_cache_script`` (the
-toolbox script that builds its crop cache, for messages).
+generator behind ``dataset.synthetic``), another ``crop(j)`` with its ``crop_source()`` (what the
+log says crops come from), and ``crop_cache_script`` (the toolbox script that builds its crop
+cache, for messages).
 
 Shared: a label file is a pickled list of per-frame dicts (read through the label cache) with
 ``joints_3d`` (J, 3) metres in the camera frame, ``joints_2d_<source>`` (J, 2) normalised screen
