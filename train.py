@@ -204,6 +204,13 @@ def train(model, cfg, args, device, monitor, evaluator, training_data, resolved,
     trainer.fit(*training_data, n_epochs=cfg.train.n_epochs)
 
 
+def nothing_left(resume, cfg):
+    """True when the run of ``resume`` (a last.pth) has trained, evaluated and, with thinned
+    validation, evaluated its best checkpoint on every frame, for all of cfg's epochs."""
+    final_outstanding = cfg.val.retain_every_n_frames > 1 and not resume.get('final_evaluated')
+    return resume['epoch'] >= cfg.train.n_epochs and not resume.get('pending') and not final_outstanding
+
+
 def main(args):
     device, notice = dist.init_distributed(args.device, args.local_rank, timeout=args.dist_timeout)
     with Monitor(main=dist.is_main_process()) as monitor:      # files only once the run really starts
@@ -213,7 +220,7 @@ def main(args):
         resume, run_dir = find_run(args, run_name, monitor)
         ensure_synthetic_data(cfg, log=monitor.info)
         model, checkpoint = load_run_model(cfg, args, device, resume)
-        if resume is not None and resume['epoch'] >= cfg.train.n_epochs and not resume.get('pending'):
+        if resume is not None and nothing_left(resume, cfg):
             monitor.info('nothing left to do: %s has trained all %d epochs (raise --epochs to go on)'
                          % (resume['path'], cfg.train.n_epochs))
             return

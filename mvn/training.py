@@ -57,6 +57,7 @@ class Trainer:
         self.lr = cfg.train.volume_net_lr   # the rate of the next epoch
         self.best_score = math.inf          # the best evaluation's score (rank 0)
         self.pending = None                 # training figures of the last epoch while it awaits evaluation
+        self.final_evaluated = False        # final_evaluate has run on the best of the epochs trained
         self.last_report = None
 
     def restore(self, resume):
@@ -66,6 +67,7 @@ class Trainer:
             self.scaler.load_state_dict(resume['scaler'])
         self.epoch, self.lr, self.best_score = resume['epoch'], resume['lr'], resume['best_p1']
         self.pending = resume.get('pending')
+        self.final_evaluated = resume.get('final_evaluated', False)
         if resume['seed'] != self.seed:
             self.monitor.warning('resuming a run made with --seed %d under --seed %d' % (resume['seed'], self.seed))
         self.monitor.info('resumed from %s: epoch %d done, lr %.6g, best %s'
@@ -86,6 +88,7 @@ class Trainer:
         while self.epoch < n_epochs:
             self.pending = self.train_epoch(ddp_model, loader, preparer)
             self.epoch += 1
+            self.final_evaluated = False
             self.lr *= self.cfg.train.volume_net_lr_decay
             self.save_last()            # the trained state first: a stop from here on loses only the evaluation
             self.finish_epoch()
@@ -95,8 +98,10 @@ class Trainer:
             best = (self.last_report.describe_score(self.best_score) if self.last_report is not None
                     else 'score %.1f' % self.best_score)
             self.monitor.info('done; best %s' % best)
-        if self.final_evaluate is not None:
+        if self.final_evaluate is not None and not self.final_evaluated:
             self.evaluate_best()
+            self.final_evaluated = True
+            self.save_last()            # a resumed run then has nothing left to do
 
     def train_epoch(self, ddp_model, loader, preparer):
         epoch_seed = seed_epoch(self.seed, dist.get_rank(), self.epoch)
@@ -129,8 +134,9 @@ class Trainer:
         dist.barrier()
 
     def evaluate_best(self):
-        """Loads the best checkpoint (read on rank 0, sent to every rank) into the model and runs
-        ``final_evaluate`` on it; nothing if no epoch was evaluated."""
+        """Runs ``final_evaluate`` on the best checkpoint (read on rank 0, sent to every rank); the
+        model holds the last epoch's weights again afterwards (last.pth keeps them). Nothing if no
+        epoch was evaluated."""
         best = None
         if dist.is_main_process() and math.isfinite(self.best_score):
             path = self.monitor.path('checkpoints', ckpt.BEST_NAME)
@@ -140,8 +146,10 @@ class Trainer:
         if best is None:
             return
         prefix = len(ckpt.DDP_PREFIX)
+        last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict({k[prefix:]: v for k, v in best['model'].items()})
         report = self.final_evaluate(self.model, best['epoch'], checkpoint=best['path'])
+        self.model.load_state_dict(last)
         if report is not None:
             self.monitor.info('[Best epoch %d, every frame] %s' % (best['epoch'], report.epoch_text()))
         dist.barrier()
@@ -163,4 +171,5 @@ class Trainer:
     def save_last(self):
         if dist.is_main_process():
             ckpt.save_last(self.monitor.path('checkpoints', ckpt.LAST_NAME), self.epoch, self.lr, self.best_score,
-                           self.model, self.optimizer, self.config_yaml, self.seed, self.scaler, pending=self.pending)
+                           self.model, self.optimizer, self.config_yaml, self.seed, self.scaler, pending=self.pending,
+                           final_evaluated=self.final_evaluated)

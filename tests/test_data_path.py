@@ -108,6 +108,39 @@ def test_thinned_epochs_then_the_best_checkpoint_on_every_frame(tmp_path, proces
     assert [e.step for e in events.Scalars('val/p1')] == [1, 2]
 
 
+def test_a_run_stopped_during_its_final_evaluation_does_it_when_resumed(tmp_path, processed_data, monkeypatch,
+                                                                        capsys, one_thread):
+    from mvn import engine
+    config = write_config(tmp_path / 'thin.yaml', processed_data, **{'val.retain_every_n_frames': 5})
+    logs = str(tmp_path / 'logs')
+    real_call = Evaluator.__call__
+
+    def stopped_in_the_final_evaluation(self, model, epoch, json_name, **kwargs):
+        if json_name == 'eval_best_all_frames.json':
+            raise KeyboardInterrupt
+        return real_call(self, model, epoch, json_name, **kwargs)
+    monkeypatch.setattr(Evaluator, '__call__', stopped_in_the_final_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        run_main('--config', config, '--logdir', logs, '--epochs', '1')
+    (run_dir,) = glob.glob(os.path.join(logs, '*@*'))
+    final_json = os.path.join(run_dir, 'eval_best_all_frames.json')
+    assert os.path.isfile(os.path.join(run_dir, 'eval_epoch_001.json')) and not os.path.exists(final_json)
+
+    monkeypatch.setattr(Evaluator, '__call__', real_call)
+    trained = []
+    real_train_one_epoch = engine.train_one_epoch
+    monkeypatch.setattr(engine, 'train_one_epoch', lambda *a, **k: trained.append(a[4]) or real_train_one_epoch(*a, **k))
+    capsys.readouterr()
+    run_main('--config', config, '--logdir', logs, '--epochs', '1', '--resume', 'auto')
+    out = capsys.readouterr().out
+    assert trained == [] and 'nothing left to do' not in out and '[Best epoch 1, every frame]' in out
+    final = read_json(final_json)
+    assert (final['frames'], final['retain_every_n_frames'], final['epoch']) == (24, 1, 1)
+
+    run_main('--config', config, '--logdir', logs, '--epochs', '1', '--resume', 'auto')
+    assert 'nothing left to do' in capsys.readouterr().out
+
+
 def test_default_is_every_frame_without_a_second_evaluation(tmp_path, processed_data, capsys, one_thread):
     config = write_config(tmp_path / 'plain.yaml', processed_data)
     run_main('--config', config, '--logdir', str(tmp_path / 'logs'), '--epochs', '1')

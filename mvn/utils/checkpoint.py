@@ -107,18 +107,20 @@ def save_best(path, epoch, lr, model, optimizer):
                  'optimizer': optimizer.state_dict()}, path)
 
 
-def save_last(path, epoch, lr, best_p1, model, optimizer, config_yaml, seed, scaler=None, pending=None):
+def save_last(path, epoch, lr, best_p1, model, optimizer, config_yaml, seed, scaler=None, pending=None,
+              final_evaluated=False):
     """State after ``epoch`` (1-based) epochs; ``lr`` is the rate the next epoch will use;
     ``best_p1`` the best evaluation score so far (the report's score, such as an average P1 in
     mm); ``pending`` the training figures of epoch ``epoch`` while its evaluation is still to be
-    done, else None.
+    done, else None; ``final_evaluated``: the best checkpoint's evaluation on every frame that ends
+    a run with thinned validation is done (for the best of these epochs).
 
     No RNG state is needed: training reseeds every epoch from (seed, rank, epoch).
     """
     atomic_save({'epoch': epoch, 'lr': lr, 'best_p1': best_p1, 'model': official_model_state(model),
                  'optimizer': optimizer.state_dict(), 'seed': seed,
                  'scaler': scaler.state_dict() if scaler is not None else None,
-                 'config': config_yaml, 'pending': pending}, path)
+                 'config': config_yaml, 'pending': pending, 'final_evaluated': final_evaluated}, path)
 
 
 def load_resume_state(path):
