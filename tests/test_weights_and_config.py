@@ -164,6 +164,8 @@ def test_misspelled_key_names_it_and_the_nearest_valid_key(tmp_path):
         load_config(write(tmp_path, {'train': {'amp': 'fp8'}}, 'e.yaml'))
     with pytest.raises(ConfigError, match='config file not found: .*absent.yaml'):
         load_config(str(tmp_path / 'absent.yaml'))
+    with pytest.raises(ConfigError, match='config file %s is a folder; give a YAML file' % tmp_path):
+        load_config(str(tmp_path))
     for key, value, reason in (('levels', 3, ': every backbone gives 4 maps, got 3'),
                                ('num_joints', 16, ' is 16, but dataset human36m needs 17')):
         section = 'poseformer' if key == 'levels' else 'backbone'

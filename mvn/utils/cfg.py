@@ -355,6 +355,8 @@ def _per_backbone_section(section, path):
 
 
 def _read_yaml(path):
+    if os.path.isdir(path):
+        raise ConfigError('config file %s is a folder; give a YAML file (such as one in experiments/)' % path)
     if not os.path.isfile(path):
         raise ConfigError('config file not found: %s' % path)
     try:
