@@ -79,7 +79,11 @@ def _partly_decoded(data, center, scale, output_size):
 def source_rectangle(transform, output_size, width, height, margin=REGION_MARGIN):
     """The frame pixels (x0, y0, x1, y1), end-exclusive, that bilinear warping of a ``width`` x
     ``height`` frame by ``transform`` (frame -> crop, 2x3) into ``output_size`` (W, H) can read,
-    grown by ``margin`` and clipped to the frame; None when the crop lies wholly outside it."""
+    grown by ``margin`` and clipped to the frame; None when the crop lies wholly outside it.
+
+    A crop pixel whose source position is x reads columns floor(x) and floor(x) + 1. OpenCV rounds x
+    to the nearest 1/32 pixel first; when that lands on the next integer, the column after it gets
+    the weight 0 exactly, so its value never matters. Rows likewise."""
     back = cv2.invertAffineTransform(transform)
     w, h = output_size
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ back.T
