@@ -31,7 +31,7 @@ from mvn.evaluator import Evaluator
 from mvn.models.backbones import input_normalization
 from mvn.models.build import build_model
 from mvn.predictions import save_predictions
-from mvn.training import Trainer
+from mvn.training import Trainer, run_finished
 from mvn.utils import checkpoint as ckpt
 from mvn.utils import dist, signals
 from mvn.utils.cfg import PATH_KEYS, REPO_ROOT, config_differences, config_to_yaml, load_config
@@ -204,13 +204,6 @@ def train(model, cfg, args, device, monitor, evaluator, training_data, resolved,
     trainer.fit(*training_data, n_epochs=cfg.train.n_epochs)
 
 
-def nothing_left(resume, cfg):
-    """True when the run of ``resume`` (a last.pth) has trained, evaluated and, with thinned
-    validation, evaluated its best checkpoint on every frame, for all of cfg's epochs."""
-    final_outstanding = cfg.val.retain_every_n_frames > 1 and not resume.get('final_evaluated')
-    return resume['epoch'] >= cfg.train.n_epochs and not resume.get('pending') and not final_outstanding
-
-
 def main(args):
     device, notice = dist.init_distributed(args.device, args.local_rank, timeout=args.dist_timeout)
     with Monitor(main=dist.is_main_process()) as monitor:      # files only once the run really starts
@@ -220,7 +213,7 @@ def main(args):
         resume, run_dir = find_run(args, run_name, monitor)
         ensure_synthetic_data(cfg, log=monitor.info)
         model, checkpoint = load_run_model(cfg, args, device, resume)
-        if resume is not None and nothing_left(resume, cfg):
+        if resume is not None and run_finished(resume, cfg.train.n_epochs, cfg.val.retain_every_n_frames > 1):
             monitor.info('nothing left to do: %s has trained all %d epochs (raise --epochs to go on)'
                          % (resume['path'], cfg.train.n_epochs))
             return

@@ -39,6 +39,13 @@ def reseed_loader(loader, epoch, epoch_seed):
         loader.sampler.generator.manual_seed(epoch_seed)
 
 
+def run_finished(state, n_epochs, thinned_validation):
+    """True when the run of ``state`` (a last.pth's contents) has trained and evaluated all
+    ``n_epochs`` and, with ``thinned_validation``, evaluated its best checkpoint on every frame."""
+    final_outstanding = thinned_validation and not state.get('final_evaluated')
+    return state['epoch'] >= n_epochs and not state.get('pending') and not final_outstanding
+
+
 class Trainer:
     """Trains ``model``'s head for ``cfg.train``; ``evaluate(model, epoch)`` returns the
     evaluation report on rank 0 (None elsewhere); ``config_yaml`` goes into every last.pth.

@@ -83,7 +83,7 @@ def crop_cache_path(cfg, split):
         return None
     if setting == 'auto':
         path = crop_cache.default_path(labels)
-        return path if os.path.exists(path) or os.path.isdir(path + '.parts') else None
+        return path if crop_cache.started(path) else None
     if not os.path.isdir(setting):
         raise ConfigError("config key 'dataset.crop_cache': %s is not a folder ('auto', '' or a folder of crop "
                           "caches)" % setting)

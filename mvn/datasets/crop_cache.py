@@ -56,6 +56,16 @@ def default_path(labels_path):
     return labels_path + SUFFIX
 
 
+def parts_path(path):
+    """The folder of chunks a build of the cache ``path`` works in until it is joined."""
+    return path + '.parts'
+
+
+def started(path):
+    """True when ``path`` holds a cache or an interrupted build of one."""
+    return os.path.exists(path) or os.path.isdir(parts_path(path))
+
+
 def crop_fingerprint(dataset):
     """Hash (hex) of what decides ``dataset``'s crops: the dataset kind, the crop size, the
     number of frames, and the label columns ``center``, ``scale`` and the kind's own fields
@@ -206,7 +216,7 @@ def open_for_dataset(path, dataset):
     cache is used with a warning."""
     build = dataset.crop_cache_command(path)
     if not os.path.isfile(path):
-        if os.path.isdir(path + '.parts'):
+        if os.path.isdir(parts_path(path)):
             raise CropCacheError('crop cache %s is incomplete (its build was interrupted); finish it with: %s'
                                  % (path, build))
         raise CropCacheError('crop cache not found: %s; build it with: %s' % (path, build))
@@ -282,7 +292,7 @@ def build_crop_cache(dataset, out, *, codec='zstd', workers=1, chunk_frames=CHUN
     meta = {'fingerprint': fingerprint, 'frames': frames, 'shape': [dataset.image_shape[1], dataset.image_shape[0], 3],
             'codec': codec, 'labels': os.path.abspath(dataset.labels_path), 'chunk_frames': chunk_frames,
             'opencv': cv2.__version__}
-    parts = out + '.parts'
+    parts = parts_path(out)
     _start_parts(parts, meta, log)
     chunks = [(parts, k, start, min(start + chunk_frames, frames)) for k, start in
               enumerate(range(0, frames, chunk_frames))]

@@ -15,7 +15,7 @@ import os
 import cv2
 import numpy as np
 
-from mvn.utils.img import crop_image, crop_transform, is_truncated_jpeg
+from mvn.utils.img import crop_transform, is_truncated_jpeg, warp_crop
 
 try:
     from mvn.datasets import _jpeg_region
@@ -57,20 +57,21 @@ def read_crop(path, center, scale, output_size=(192, 256)):
     """The (H, W, 3) BGR crop of the frame at ``path`` for the box (center, scale): exactly
     ``crop_image(read_image(path), center, scale, output_size)``, decoding less when it can."""
     data = _read_bytes(path)
-    frame = _partly_decoded(data, center, scale, output_size) if region_decoding_available() else None
-    return crop_image(_decode(data, path) if frame is None else frame, center, scale, output_size)
+    transform = crop_transform(center, scale, output_size)
+    frame = _partly_decoded(data, transform, output_size) if region_decoding_available() else None
+    return warp_crop(_decode(data, path) if frame is None else frame, transform, output_size)
 
 
-def _partly_decoded(data, center, scale, output_size):
-    """The frame with every pixel the crop reads decoded and the rest zero, or None for a file the
-    partial decoder declines."""
+def _partly_decoded(data, transform, output_size):
+    """The frame with every pixel the crop by ``transform`` reads decoded and the rest zero, or
+    None for a file the partial decoder declines."""
     size = _jpeg_region.supported_size(data)
     if size is None or is_truncated_jpeg(data):
         return None
     _keep_image_buffers()
     width, height = size
     frame = np.zeros((height, width, 3), np.uint8)
-    rectangle = source_rectangle(crop_transform(center, scale, output_size), output_size, width, height)
+    rectangle = source_rectangle(transform, output_size, width, height)
     if rectangle is None or _jpeg_region.decode_into(data, frame, width, height, *rectangle):
         return frame
     return None

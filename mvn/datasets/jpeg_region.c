@@ -40,6 +40,15 @@ static void on_message(j_common_ptr cinfo, int level) {
         ((ErrorState *)cinfo->err)->warnings++;
 }
 
+/* A decompressor whose errors longjmp to errors->escape and whose warnings are counted. */
+static void create_decompress(struct jpeg_decompress_struct *cinfo, ErrorState *errors) {
+    cinfo->err = jpeg_std_error(&errors->library);
+    errors->library.error_exit = on_error;
+    errors->library.emit_message = on_message;
+    errors->warnings = 0;
+    jpeg_create_decompress(cinfo);
+}
+
 static int supported_layout(const struct jpeg_decompress_struct *cinfo) {
     const jpeg_component_info *c = cinfo->comp_info;
     if (cinfo->num_components != 3 || cinfo->jpeg_color_space != JCS_YCbCr || cinfo->data_precision != 8 ||
@@ -60,11 +69,7 @@ static int decode_rows(const unsigned char *data, size_t size, unsigned char *ca
     JSAMPROW rows[16];
     volatile int ok = 0;
 
-    cinfo.err = jpeg_std_error(&errors.library);
-    errors.library.error_exit = on_error;
-    errors.library.emit_message = on_message;
-    errors.warnings = 0;
-    jpeg_create_decompress(&cinfo);
+    create_decompress(&cinfo, &errors);
     if (setjmp(errors.escape)) {
         jpeg_destroy_decompress(&cinfo);
         return 0;
@@ -137,11 +142,7 @@ static PyObject *supported_size(PyObject *self, PyObject *args) {
 
     if (!PyArg_ParseTuple(args, "y*", &data))
         return NULL;
-    cinfo.err = jpeg_std_error(&errors.library);
-    errors.library.error_exit = on_error;
-    errors.library.emit_message = on_message;
-    errors.warnings = 0;
-    jpeg_create_decompress(&cinfo);
+    create_decompress(&cinfo, &errors);
     if (!setjmp(errors.escape)) {
         jpeg_mem_src(&cinfo, (unsigned char *)data.buf, (unsigned long)data.len);
         jpeg_read_header(&cinfo, TRUE);

@@ -38,8 +38,12 @@ def crop_transform(center, scale, output_size=(192, 256), inverse=False):
 
 def crop_image(image, center, scale, output_size=(192, 256)):
     """Bilinear warp of an (h, w, 3) frame into an (H, W, 3) crop; outside the frame is zero."""
-    return cv2.warpAffine(image, crop_transform(center, scale, output_size), tuple(output_size),
-                          flags=cv2.INTER_LINEAR)
+    return warp_crop(image, crop_transform(center, scale, output_size), output_size)
+
+
+def warp_crop(image, transform, output_size=(192, 256)):
+    """``crop_image`` with its ``crop_transform`` already computed."""
+    return cv2.warpAffine(image, transform, tuple(output_size), flags=cv2.INTER_LINEAR)
 
 
 def transform_points(points, transform):
