@@ -20,6 +20,14 @@ import time
 
 import torch
 import torch.distributed as dist
+if dist.is_available():
+    # Imported before any process group exists, on purpose: torch.distributed.nn binds the group
+    # of the moment as a default argument of its functions (group=group.WORLD), and
+    # DistributedDataParallel imports it (through torch._dynamo). Imported after
+    # init_process_group, it held the group past destroy_process_group, and gloo's worker threads
+    # ran on into interpreter shutdown, where one releasing the last collective's tensors needs the
+    # GIL and aborts the finished run (SIGABRT, "terminate called without an active exception").
+    import torch.distributed.nn  # noqa: F401
 
 _LAUNCH_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 DEFAULT_TIMEOUT = 1800      # seconds (PyTorch's own default): the rendezvous and every collective
@@ -232,5 +240,6 @@ def gather_shards(tensor, sizes):
 
 
 def cleanup():
+    """Leaves the process group and ends its threads before the interpreter shuts down."""
     if is_distributed():
         dist.destroy_process_group()
